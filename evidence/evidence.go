@@ -38,3 +38,23 @@ type Item struct {
 	Time time.Time `json:"time"`
 	What string    `json:"what"`
 }
+
+// Stamp is when and where one byte of a stream or one log event was seen.
+type Stamp struct {
+	Time time.Time
+	Ref  Ref
+}
+
+// Locator maps an offset inside a chunk of reassembled stream bytes to the
+// packet that carried that byte. Reassembly can hand several packets' bytes
+// over in one chunk; a decoder asks only for the offsets it cares about (the
+// first and last byte of a message), so the common case costs nothing.
+type Locator interface {
+	At(offset int) Stamp
+}
+
+// At is a Locator for a chunk that came from a single packet.
+type At Stamp
+
+// At returns the same stamp for every offset.
+func (a At) At(int) Stamp { return Stamp(a) }
