@@ -41,8 +41,8 @@ type Item struct {
 
 // Stamp is when and where one byte of a stream or one log event was seen.
 type Stamp struct {
-	Time time.Time
-	Ref  Ref
+	Time time.Time `json:"time"`
+	Ref
 }
 
 // Locator maps an offset inside a chunk of reassembled stream bytes to the
