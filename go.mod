@@ -3,7 +3,11 @@ module wiremortem
 go 1.26
 
 require (
-	github.com/gopacket/gopacket v1.7.7 // indirect
-	github.com/klauspost/compress v1.20.3 // indirect
-	github.com/spf13/pflag v1.0.10 // indirect
+	github.com/gopacket/gopacket v1.7.7
+	github.com/klauspost/compress v1.20.3
+)
+
+require (
+	golang.org/x/net v0.55.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
 )
