@@ -1,0 +1,207 @@
+package flows
+
+import (
+	"encoding/binary"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/reassembly"
+
+	"wiremortem/evidence"
+	"wiremortem/flows/capture"
+)
+
+// Sink receives one conversation's bytes, each direction in sequence order,
+// from gopacket's reassembly. Methods are called from the tracker's
+// goroutine, in packet order.
+type Sink interface {
+	// Data delivers the next in-order bytes sent by side. b is valid only
+	// during the call; loc maps an offset in b to the packet that carried
+	// it.
+	Data(from Side, b []byte, loc evidence.Locator)
+	// Gap says that missing bytes sent by side were never captured (or were
+	// given up on when a reassembly buffer cap was hit): the next Data does
+	// not follow the previous one.
+	Gap(from Side, missing int, at evidence.Stamp)
+	// End says side will send nothing more (FIN or RST reached in sequence,
+	// or the conversation finished).
+	End(from Side, at evidence.Stamp)
+	// Done reports that the sink wants no more bytes (it found nothing it
+	// can decode); the tracker then stops reassembling the conversation.
+	Done() bool
+}
+
+// Reassembly is keyed by conversation, not by 4-tuple: the network "flow"
+// handed to gopacket is the conversation ID with the sending side in the low
+// bit. So the tracker alone decides where one conversation ends and the next
+// begins (port reuse, idle flush), and reassembly can never mix two
+// conversations on the same ports.
+var convEndpoint = gopacket.RegisterEndpointType(7001, gopacket.EndpointTypeMetadata{Name: "wiremortem-conversation", Formatter: func(b []byte) string {
+	return "conv"
+}})
+
+type asmContext struct {
+	ci gopacket.CaptureInfo
+	c  *conn
+	// from is the side that sent the packet being assembled.
+	from Side
+}
+
+func (a *asmContext) GetCaptureInfo() gopacket.CaptureInfo { return a.ci }
+
+type streamFactory struct{ t *Tracker }
+
+func (f streamFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
+	ctx := ac.(*asmContext)
+	if ctx.c.finished || ctx.c.sink == nil || ctx.c.sinkDone {
+		return nil
+	}
+	s := &stream{t: f.t, c: ctx.c}
+	s.loc.t = f.t
+	ctx.c.stream = s
+	return s
+}
+
+func newAssembler(t *Tracker) *reassembly.Assembler {
+	a := reassembly.NewAssembler(reassembly.NewStreamPool(streamFactory{t}))
+	a.MaxBufferedPagesPerConnection = t.opts.MaxBufferedPagesPerConversation
+	a.MaxBufferedPagesTotal = t.opts.MaxBufferedPagesTotal
+	return a
+}
+
+// reassemble hands a packet that carries stream data or ends a direction
+// to gopacket's reassembly. Pure ACKs carry nothing for the sinks and are
+// skipped: that halves the work on bulk transfers.
+func (t *Tracker) reassemble(c *conn, seg *segment, p *capture.Packet, fromClient bool) {
+	if seg.payloadLen == 0 && seg.flags&(flagSYN|flagFIN|flagRST) == 0 {
+		return
+	}
+	from := Server
+	if fromClient {
+		from = Client
+	}
+	var src, dst [8]byte
+	binary.BigEndian.PutUint64(src[:], uint64(c.conv.ID)<<1|uint64(from))
+	binary.BigEndian.PutUint64(dst[:], uint64(c.conv.ID)<<1|uint64(from.Other()))
+	flow := gopacket.NewFlow(convEndpoint, src[:], dst[:])
+	t.ctx.ci = gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: p.OrigLen, InterfaceIndex: t.packetKey(p.Ref)}
+	t.ctx.c, t.ctx.from = c, from
+	t.asm.AssembleWithContext(flow, &t.dec.tcp, &t.ctx)
+}
+
+// packetKey packs a packet's file and number into the one integer that
+// gopacket's CaptureInfo carries through reassembly untouched
+// (InterfaceIndex), so a decoder can cite the packet behind any byte
+// without an allocation per packet.
+func (t *Tracker) packetKey(ref evidence.Ref) int {
+	i, ok := t.fileIndex[ref.Source]
+	if !ok {
+		i = len(t.files)
+		t.files = append(t.files, ref.Source)
+		t.fileIndex[ref.Source] = i
+	}
+	return i<<40 | int(ref.Packet)
+}
+
+func (t *Tracker) refOf(key int) evidence.Ref {
+	i := key >> 40
+	if i < 0 || i >= len(t.files) {
+		return evidence.Ref{}
+	}
+	return evidence.Ref{Source: t.files[i], Packet: int64(key & (1<<40 - 1))}
+}
+
+// stream adapts gopacket's reassembly.Stream to a Sink.
+type stream struct {
+	t     *Tracker
+	c     *conn
+	ended [2]bool
+	// reversed is set when reassembly's "client to server" half is our
+	// server's: reassembly names directions after the first packet it saw.
+	reversed bool
+	loc      sgLocator
+}
+
+func (s *stream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
+	ctx := ac.(*asmContext)
+	s.reversed = (dir == reassembly.TCPDirClientToServer) != (ctx.from == Client)
+	if !*start && !tcp.SYN {
+		// Without a SYN, reassembly waits for one before passing bytes on.
+		// When the capture missed this side's SYN, start where we are.
+		h := &s.c.conv.Handshake
+		if (ctx.from == Client && h.SYNCount == 0) || (ctx.from == Server && h.SYNACKCount == 0) {
+			*start = true
+		}
+	}
+	return true
+}
+
+func (s *stream) side(dir reassembly.TCPFlowDirection) Side {
+	fromClient := dir == reassembly.TCPDirClientToServer
+	if s.reversed {
+		fromClient = !fromClient
+	}
+	if fromClient {
+		return Client
+	}
+	return Server
+}
+
+func (s *stream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
+	dir, _, end, skip := sg.Info()
+	length, _ := sg.Lengths()
+	from := s.side(dir)
+	c := s.c
+	if c.finished || c.sinkDone || s.ended[from] {
+		s.t.stats.LateStreamBytes += int64(length)
+		return
+	}
+	s.loc.sg = sg
+	if skip > 0 {
+		s.t.stats.ReassemblyGaps++
+		s.t.stats.ReassemblyGapBytes += int64(skip)
+		c.sink.Gap(from, skip, s.loc.At(0))
+	}
+	if length > 0 {
+		c.sink.Data(from, sg.Fetch(length), &s.loc)
+	}
+	if end {
+		s.ended[from] = true
+		c.sink.End(from, s.loc.At(max(0, length-1)))
+	}
+	if c.sink.Done() {
+		c.sinkDone = true
+	}
+	s.loc.sg = nil
+}
+
+func (s *stream) ReassemblyComplete(reassembly.AssemblerContext) bool {
+	// Remove the connection from the pool at once: the tracker keys it by
+	// conversation, so no later packet can need it.
+	return true
+}
+
+// endSink tells the sink both directions are over, if reassembly has not.
+func (c *conn) endSink() {
+	at := evidence.Stamp{Time: c.conv.End, Ref: c.conv.LastPacket}
+	for _, side := range [...]Side{Client, Server} {
+		if c.stream == nil || !c.stream.ended[side] {
+			c.sink.End(side, at)
+		}
+	}
+	c.sinkDone = true
+}
+
+// sgLocator finds the packet behind a byte of a ScatterGather.
+type sgLocator struct {
+	t  *Tracker
+	sg reassembly.ScatterGather
+}
+
+func (l *sgLocator) At(offset int) evidence.Stamp {
+	if l.sg == nil {
+		return evidence.Stamp{}
+	}
+	ci := l.sg.CaptureInfo(offset)
+	return evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}
+}

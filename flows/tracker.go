@@ -1,0 +1,373 @@
+// Package flows rebuilds TCP conversations from packets: who opened each one,
+// whether the handshake finished, how each side's receive window moved, who
+// closed it and how, with Zeek-compatible conn_state and history, and hands
+// each direction's bytes, in order and with gaps marked, to a Sink.
+package flows
+
+import (
+	"io"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/gopacket/gopacket/reassembly"
+
+	"wiremortem/evidence"
+	"wiremortem/flows/capture"
+)
+
+// Options controls the tracker. The zero value of a field means its default.
+type Options struct {
+	// IdleTimeout finishes a conversation that saw no packet for this long
+	// (packet time, not wall time). Default 5 minutes, Zeek's
+	// tcp_inactivity_timeout.
+	IdleTimeout time.Duration
+	// CloseLinger keeps a closed or reset conversation around this long so
+	// its last ACK or a retransmitted FIN does not start a new one. Default
+	// 5 s, Zeek's tcp_close_delay.
+	CloseLinger time.Duration
+	// MaxConversations caps live conversations; past it the least recently
+	// active one is finished early ("evicted"). Default 1,000,000.
+	MaxConversations int
+	// MaxBufferedPagesPerConversation and MaxBufferedPagesTotal cap the
+	// out-of-order bytes reassembly holds (pages of 1,900 bytes). Defaults
+	// 64 per conversation (about 120 KB) and 16,384 in total (about 31 MB).
+	MaxBufferedPagesPerConversation int
+	MaxBufferedPagesTotal           int
+	// KeyPacketCap and WindowSampleCap bound the per-conversation detail.
+	// Defaults 64 and 256 (per side).
+	KeyPacketCap    int
+	WindowSampleCap int
+	// NewSink, if set, receives each conversation's reassembled bytes.
+	NewSink func(*Conversation) Sink
+	// OnDone receives every conversation when the tracker finishes it, with
+	// its sink (nil when NewSink is nil). Required.
+	OnDone func(*Conversation, Sink)
+}
+
+func (o *Options) setDefaults() {
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 5 * time.Minute
+	}
+	if o.CloseLinger <= 0 {
+		o.CloseLinger = 5 * time.Second
+	}
+	if o.MaxConversations <= 0 {
+		o.MaxConversations = 1_000_000
+	}
+	if o.MaxBufferedPagesPerConversation <= 0 {
+		o.MaxBufferedPagesPerConversation = 64
+	}
+	if o.MaxBufferedPagesTotal <= 0 {
+		o.MaxBufferedPagesTotal = 16384
+	}
+	if o.KeyPacketCap <= 0 {
+		o.KeyPacketCap = 64
+	}
+	if o.WindowSampleCap <= 0 {
+		o.WindowSampleCap = 256
+	}
+}
+
+// Stats accounts for every packet read and every cap hit, so that nothing is
+// lost silently: Packets = TCP + NotTCP + Fragments + Malformed +
+// UnsupportedLink.
+type Stats struct {
+	Packets         int64 `json:"packets"`
+	TCP             int64 `json:"tcp"`
+	NotTCP          int64 `json:"not_tcp"`
+	Fragments       int64 `json:"ip_fragments"`
+	Malformed       int64 `json:"malformed"`
+	UnsupportedLink int64 `json:"unsupported_link_type"`
+	// UnsupportedLinkTypes names the link types counted above.
+	UnsupportedLinkTypes map[string]int64 `json:"unsupported_link_types,omitempty"`
+	// Truncated TCP packets were cut by the snap length; they still count
+	// for header analysis (flags, sequence numbers, windows).
+	Truncated int64 `json:"snaplen_truncated"`
+
+	Conversations int64 `json:"conversations"`
+	PeakLive      int   `json:"peak_live_conversations"`
+	IdleFinished  int64 `json:"idle_finished"`
+	Evicted       int64 `json:"evicted"`
+	// ReassemblyGaps counts holes handed to sinks; GapBytes their size.
+	ReassemblyGaps     int64 `json:"reassembly_gaps"`
+	ReassemblyGapBytes int64 `json:"reassembly_gap_bytes"`
+	// LateStreamBytes arrived from reassembly for conversations already
+	// finished (dropped).
+	LateStreamBytes int64 `json:"late_stream_bytes"`
+}
+
+// Tracker follows TCP conversations. Feed it packets in capture order with
+// Packet, then call Finish.
+type Tracker struct {
+	opts  Options
+	dec   *decoder
+	seg   segment
+	conns map[connKey]*conn
+	// open and closed are intrusive lists ordered by last activity; idle
+	// and lingering conversations are finished from their fronts.
+	open, closed connList
+	// listeners are endpoints seen answering a SYN: a later conversation
+	// that starts mid-stream takes them as its server.
+	listeners map[netip.AddrPort]struct{}
+	nextID    int
+	now       time.Time
+	lastSweep time.Time
+	asm       *reassembly.Assembler
+	ctx       asmContext
+	// files and fileIndex name the capture files behind packet keys (see
+	// packetKey).
+	files     []string
+	fileIndex map[string]int
+	stats     Stats
+}
+
+// NewTracker returns a tracker.
+func NewTracker(opts Options) *Tracker {
+	opts.setDefaults()
+	t := &Tracker{
+		opts:      opts,
+		dec:       newDecoder(),
+		conns:     make(map[connKey]*conn),
+		listeners: make(map[netip.AddrPort]struct{}),
+		fileIndex: make(map[string]int),
+	}
+	if opts.NewSink != nil {
+		t.asm = newAssembler(t)
+	}
+	return t
+}
+
+// PacketSource is a capture reader or a merge of several.
+type PacketSource interface {
+	Next(*capture.Packet) error
+}
+
+// Run reads src to the end and finishes every conversation. It returns the
+// source's error unless it is io.EOF. Damaged files in a capture.Merger are
+// reported through the Merger's callback, not here.
+func (t *Tracker) Run(src PacketSource) error {
+	var p capture.Packet
+	for {
+		err := src.Next(&p)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Finish()
+			return err
+		}
+		t.Packet(&p)
+	}
+	t.Finish()
+	return nil
+}
+
+// Stats returns the packet accounting so far.
+func (t *Tracker) Stats() Stats { return t.stats }
+
+// sweepEvery is how often (in packet time) idle and lingering conversations
+// are looked for.
+const sweepEvery = time.Second
+
+// Packet processes one captured packet.
+func (t *Tracker) Packet(p *capture.Packet) {
+	t.stats.Packets++
+	switch t.dec.decode(p, &t.seg) {
+	case kindNotTCP:
+		t.stats.NotTCP++
+		return
+	case kindFragment:
+		t.stats.Fragments++
+		return
+	case kindMalformed:
+		t.stats.Malformed++
+		return
+	case kindUnsupportedLink:
+		t.stats.UnsupportedLink++
+		if t.stats.UnsupportedLinkTypes == nil {
+			t.stats.UnsupportedLinkTypes = map[string]int64{}
+		}
+		t.stats.UnsupportedLinkTypes[p.LinkType.String()]++
+		return
+	}
+	t.stats.TCP++
+	if p.Truncated() {
+		t.stats.Truncated++
+	}
+	if p.Time.After(t.now) {
+		t.now = p.Time
+	}
+	if t.now.Sub(t.lastSweep) >= sweepEvery {
+		t.sweep()
+		t.lastSweep = t.now
+	}
+	seg := &t.seg
+	stamp := evidence.Stamp{Time: p.Time, Ref: p.Ref}
+	key := makeKey(seg.src, seg.dst)
+	c := t.conns[key]
+	if c != nil && c.isReuse(seg) {
+		t.finish(c, "reused")
+		c = nil
+	}
+	if c == nil {
+		c = t.start(key, seg, stamp)
+	}
+	fromClient := seg.src == c.conv.Client
+	c.process(seg, fromClient, stamp)
+	if seg.has(flagSYN) && seg.has(flagACK) {
+		t.listeners[seg.src] = struct{}{}
+	}
+	t.touch(c)
+	if c.sink != nil && t.asm != nil && !c.sinkDone {
+		t.reassemble(c, seg, p, fromClient)
+	}
+}
+
+// Finish ends every live conversation ("capture-end") and flushes
+// reassembly. Conversations reach OnDone sorted by ID.
+func (t *Tracker) Finish() {
+	if t.asm != nil {
+		t.asm.FlushAll()
+	}
+	live := make([]*conn, 0, len(t.conns))
+	for _, c := range t.conns {
+		live = append(live, c)
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].conv.ID < live[j].conv.ID })
+	for _, c := range live {
+		reason := "capture-end"
+		if c.closedForGood() {
+			reason = c.closeReason()
+		}
+		t.finish(c, reason)
+	}
+}
+
+// sweep finishes conversations idle past their timeout.
+func (t *Tracker) sweep() {
+	if t.asm != nil {
+		// Give reassembly the same deadlines first, so the bytes it still
+		// holds reach the sinks before the conversations finish.
+		t.asm.FlushWithOptions(reassembly.FlushOptions{T: t.now.Add(-t.opts.CloseLinger), TC: t.now.Add(-t.opts.IdleTimeout)})
+	}
+	for c := t.closed.front(); c != nil && t.now.Sub(c.lastSeen) > t.opts.CloseLinger; c = t.closed.front() {
+		t.finish(c, c.closeReason())
+	}
+	for c := t.open.front(); c != nil && t.now.Sub(c.lastSeen) > t.opts.IdleTimeout; c = t.open.front() {
+		t.stats.IdleFinished++
+		t.finish(c, "idle")
+	}
+}
+
+// start creates a conversation for a packet that matches no live one,
+// choosing its client the way Zeek does (TCPAnalyzer::WantConnection), with
+// one addition: an endpoint seen answering SYNs is a server.
+func (t *Tracker) start(key connKey, seg *segment, stamp evidence.Stamp) *conn {
+	if len(t.conns) >= t.opts.MaxConversations {
+		if victim := t.open.front(); victim != nil {
+			t.stats.Evicted++
+			t.finish(victim, "evicted")
+		} else if victim := t.closed.front(); victim != nil {
+			t.finish(victim, victim.closeReason())
+		}
+	}
+	t.nextID++
+	client, server, origin, flipped := seg.src, seg.dst, "first-packet", false
+	switch {
+	case seg.has(flagSYN) && !seg.has(flagACK):
+		origin = "syn"
+	case seg.has(flagSYN) && seg.has(flagACK):
+		// The SYN was not captured; its answer says who the server is.
+		// Zeek flips these too (zeek/zeek#2191).
+		flipped, origin = true, "syn-ack"
+	case isListener(t.listeners, seg.src) && !isListener(t.listeners, seg.dst):
+		flipped, origin = true, "listener"
+	case isListener(t.listeners, seg.dst):
+		origin = "listener"
+	case likelyServerPorts[seg.src.Port()]:
+		if likelyServerPorts[seg.dst.Port()] {
+			flipped = !seg.has(flagSYN) && seg.src.Port() < seg.dst.Port()
+		} else {
+			flipped = true
+		}
+		if flipped {
+			origin = "port"
+		}
+	}
+	if flipped {
+		client, server = server, client
+	}
+	c := newConn(key, t.nextID, client, server, origin, stamp, &t.opts)
+	if flipped {
+		c.hist.add('^')
+	}
+	t.conns[key] = c
+	t.open.pushBack(c)
+	t.stats.Conversations++
+	if len(t.conns) > t.stats.PeakLive {
+		t.stats.PeakLive = len(t.conns)
+	}
+	if t.opts.NewSink != nil {
+		c.sink = t.opts.NewSink(c.conv)
+	}
+	return c
+}
+
+func isListener(l map[netip.AddrPort]struct{}, a netip.AddrPort) bool {
+	_, ok := l[a]
+	return ok
+}
+
+// touch moves c to the back of its activity list, switching lists when it
+// just closed.
+func (t *Tracker) touch(c *conn) {
+	closed := c.closedForGood()
+	if closed != c.onClosedList {
+		if c.onClosedList {
+			t.closed.remove(c)
+			t.open.pushBack(c)
+		} else {
+			t.open.remove(c)
+			t.closed.pushBack(c)
+		}
+		c.onClosedList = closed
+		return
+	}
+	if c.onClosedList {
+		t.closed.moveToBack(c)
+	} else {
+		t.open.moveToBack(c)
+	}
+}
+
+// finish completes c, hands it to OnDone and forgets it.
+func (t *Tracker) finish(c *conn, reason string) {
+	if c.finished {
+		return
+	}
+	c.finished = true
+	if c.onClosedList {
+		t.closed.remove(c)
+	} else {
+		t.open.remove(c)
+	}
+	if t.conns[c.key] == c {
+		delete(t.conns, c.key)
+	}
+	c.complete(reason)
+	if c.sink != nil && !c.sinkDone {
+		c.endSink()
+	}
+	t.opts.OnDone(c.conv, c.sink)
+}
+
+// connKey identifies a 4-tuple regardless of direction.
+type connKey struct{ a, b netip.AddrPort }
+
+func makeKey(x, y netip.AddrPort) connKey {
+	if x.Compare(y) < 0 {
+		return connKey{x, y}
+	}
+	return connKey{y, x}
+}
