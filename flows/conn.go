@@ -134,6 +134,19 @@ func (c *conn) isReuse(seg *segment) bool {
 	return true
 }
 
+// retryOf notes when a conversation's first SYN repeats the sequence number
+// of the previous conversation's SYN on the same 4-tuple: the same connect()
+// retried by the kernel after a RST (Windows does so; tshark calls it a
+// retransmission), not a new connection attempt.
+func (c *conn) retryOf(previous *conn, seg *segment) {
+	p := previous.conv
+	if seg.has(flagSYN) && !seg.has(flagACK) && p.Handshake.SYNCount > 0 && p.Client == seg.src && previous.a[Client].isn == seg.seq {
+		c.conv.Handshake.RetryOf = p.ID
+		c.conv.Handshake.SYNRetransmissions++
+		c.conv.FromClient.Retransmissions++
+	}
+}
+
 // closedForGood reports whether both sides closed or either reset.
 func (c *conn) closedForGood() bool {
 	o, r := c.z[Client].state, c.z[Server].state
@@ -165,9 +178,21 @@ func (c *conn) process(seg *segment, fromClient bool, stamp evidence.Stamp) {
 
 	t := conv.From(side)
 	t.Packets++
+	if seg.has(flagSYN) {
+		t.SYNs++
+	}
+	if seg.has(flagFIN) {
+		t.FINs++
+	}
+	if seg.has(flagRST) {
+		t.RSTs++
+	}
 	t.PayloadBytes += int64(seg.payloadLen)
 	t.IPBytes += int64(seg.ipBytes)
 
+	if seg.headerOnly {
+		c.anomaly("tcp_header_truncated_or_bad_options")
+	}
 	c.zeek(seg, side)
 	if seg.src != conv.Endpoint(side) {
 		// The SYN showed the roles were the other way round.
@@ -510,6 +535,7 @@ func (c *conn) analyse(seg *segment, side Side, stamp evidence.Stamp) string {
 	case segLen > 0 && seg.seq.LessThan(s.nextSeq):
 		if syn && seg.seq == s.isn && !ack {
 			t.Retransmissions++
+			c.conv.Handshake.SYNRetransmissions++
 			label = "syn-retransmission"
 			break
 		}

@@ -114,6 +114,13 @@ type Handshake struct {
 	// capped at maxHandshakeMarks, SYNCount has the true number.
 	SYNs     []evidence.Stamp `json:"syns"`
 	SYNCount int64            `json:"syn_count"`
+	// SYNRetransmissions counts SYNs that repeated the first one's
+	// sequence number: the client's kernel retrying an unanswered SYN.
+	SYNRetransmissions int64 `json:"syn_retransmissions"`
+	// RetryOf is the ID of the previous conversation on this 4-tuple when
+	// this one's first SYN repeated that one's sequence number: the same
+	// connection attempt, retried after a RST.
+	RetryOf int `json:"retry_of,omitempty"`
 	// SYNACKs are the server's answers; more than one means the server
 	// retransmitted, typically because the final ACK was lost or, on Linux,
 	// dropped because the accept queue was full.
@@ -144,6 +151,11 @@ type Traffic struct {
 	// MissedBytes were acknowledged by the peer but never seen in the
 	// capture (Zeek's missed_bytes).
 	MissedBytes int64 `json:"missed_bytes"`
+
+	// SYNs, FINs and RSTs count packets with those flags.
+	SYNs int64 `json:"syns"`
+	FINs int64 `json:"fins"`
+	RSTs int64 `json:"rsts"`
 
 	Retransmissions int64 `json:"retransmissions"`
 	// ConflictingRetransmissions resent a sequence range with different

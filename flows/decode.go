@@ -43,6 +43,9 @@ type segment struct {
 	payload    []byte
 	payloadLen int
 	ipBytes    int
+	// headerOnly is set when the TCP options could not be decoded (cut by
+	// the snap length or crafted): only the fixed header is known.
+	headerOnly bool
 }
 
 func (s *segment) has(f uint8) bool { return s.flags&f != 0 }
@@ -63,6 +66,8 @@ const (
 // DecodingLayerParser: preallocated layers, no per-packet allocation.
 type decoder struct {
 	eth     layers.Ethernet
+	llc     layers.LLC
+	snap    layers.SNAP
 	dot1q   layers.Dot1Q
 	sll     layers.LinuxSLL
 	sll2    layers.LinuxSLL2
@@ -77,14 +82,14 @@ type decoder struct {
 	fromIP4 *gopacket.DecodingLayerParser
 	fromIP6 *gopacket.DecodingLayerParser
 	decoded []gopacket.LayerType
-	// netFlow is the IP layer's flow of the last decoded packet, kept for
-	// reassembly, which keys connections by it.
-	netFlow gopacket.Flow
+	// headerOnly is set when only the fixed TCP header could be decoded:
+	// the packet carries no usable payload or options.
+	headerOnly bool
 }
 
 func newDecoder() *decoder {
 	d := &decoder{byLink: map[layers.LinkType]*gopacket.DecodingLayerParser{}}
-	common := []gopacket.DecodingLayer{&d.dot1q, &d.ip4, &d.ip6, &d.ip6ext, &d.tcp, &d.payload}
+	common := []gopacket.DecodingLayer{&d.llc, &d.snap, &d.dot1q, &d.ip4, &d.ip6, &d.ip6ext, &d.tcp, &d.payload}
 	parser := func(first gopacket.LayerType, extra ...gopacket.DecodingLayer) *gopacket.DecodingLayerParser {
 		p := gopacket.NewDecodingLayerParser(first, append(extra, common...)...)
 		// Anything above TCP (the payload) and anything that is not
@@ -115,6 +120,7 @@ var errNoIP = errors.New("no IP header")
 // decode fills seg from one captured frame.
 func (d *decoder) decode(p *capture.Packet, seg *segment) packetKind {
 	d.decoded = d.decoded[:0]
+	d.headerOnly = false
 	var err error
 	switch parser := d.byLink[p.LinkType]; {
 	case parser != nil:
@@ -132,17 +138,19 @@ func (d *decoder) decode(p *capture.Packet, seg *segment) packetKind {
 	default:
 		return kindUnsupportedLink
 	}
-	if err != nil && err != errNoIP {
-		return kindMalformed
-	}
 	var ipLayer gopacket.LayerType
 	for _, lt := range d.decoded {
 		switch lt {
 		case layers.LayerTypeIPv4, layers.LayerTypeIPv6:
 			ipLayer = lt
 		case layers.LayerTypeTCP:
-			return d.fill(ipLayer, p, seg)
+			if err == nil {
+				return d.fill(ipLayer, p, seg)
+			}
 		}
+	}
+	if err != nil && err != errNoIP && (ipLayer == 0 || !d.ipNextIsTCP(ipLayer)) {
+		return kindMalformed
 	}
 	if ipLayer == layers.LayerTypeIPv4 && (d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0) {
 		return kindFragment
@@ -154,10 +162,51 @@ func (d *decoder) decode(p *capture.Packet, seg *segment) packetKind {
 		return kindNotTCP
 	}
 	if ipLayer != 0 && d.ipNextIsTCP(ipLayer) {
-		// IP said TCP follows but the TCP header did not decode.
+		// IP said TCP follows but gopacket could not decode the header:
+		// options cut by the snap length, or crafted options that run
+		// past the packet. The fixed 20 bytes still tell ports, flags,
+		// sequence numbers and window.
+		if d.fixedTCPHeader(ipLayer) {
+			return d.fill(ipLayer, p, seg)
+		}
 		return kindMalformed
 	}
 	return kindNotTCP
+}
+
+// fixedTCPHeader decodes the 20-byte fixed TCP header into d.tcp when the
+// whole header could not be decoded; options and payload are left empty.
+func (d *decoder) fixedTCPHeader(ip gopacket.LayerType) bool {
+	var b []byte
+	if ip == layers.LayerTypeIPv4 {
+		b = d.ip4.Payload
+	} else {
+		b = d.ip6.Payload
+	}
+	if len(b) < 20 {
+		return false
+	}
+	t := &d.tcp
+	t.SrcPort = layers.TCPPort(binary.BigEndian.Uint16(b[0:2]))
+	t.DstPort = layers.TCPPort(binary.BigEndian.Uint16(b[2:4]))
+	t.Seq = binary.BigEndian.Uint32(b[4:8])
+	t.Ack = binary.BigEndian.Uint32(b[8:12])
+	t.DataOffset = b[12] >> 4
+	if t.DataOffset < 5 {
+		return false
+	}
+	f := b[13]
+	t.FIN, t.SYN, t.RST, t.PSH = f&0x01 != 0, f&0x02 != 0, f&0x04 != 0, f&0x08 != 0
+	t.ACK, t.URG, t.ECE, t.CWR = f&0x10 != 0, f&0x20 != 0, f&0x40 != 0, f&0x80 != 0
+	t.NS = b[12]&0x01 != 0
+	t.Window = binary.BigEndian.Uint16(b[14:16])
+	t.Checksum = binary.BigEndian.Uint16(b[16:18])
+	t.Urgent = binary.BigEndian.Uint16(b[18:20])
+	t.Options = t.Options[:0]
+	t.Contents = b[:20]
+	t.Payload = nil
+	d.headerOnly = true
+	return true
 }
 
 func (d *decoder) ipNextIsTCP(ip gopacket.LayerType) bool {
@@ -226,7 +275,6 @@ func (d *decoder) fill(ip gopacket.LayerType, p *capture.Packet, seg *segment) p
 		if n := int(d.ip4.Length) - int(d.ip4.IHL)*4 - hdrLen; n >= realPayload {
 			realPayload = n
 		}
-		d.netFlow = d.ip4.NetworkFlow()
 	} else {
 		src, _ = netip.AddrFromSlice(d.ip6.SrcIP)
 		dst, _ = netip.AddrFromSlice(d.ip6.DstIP)
@@ -238,7 +286,6 @@ func (d *decoder) fill(ip gopacket.LayerType, p *capture.Packet, seg *segment) p
 				realPayload = n
 			}
 		}
-		d.netFlow = d.ip6.NetworkFlow()
 	}
 	seg.src = netip.AddrPortFrom(src, uint16(t.SrcPort))
 	seg.dst = netip.AddrPortFrom(dst, uint16(t.DstPort))
@@ -248,7 +295,8 @@ func (d *decoder) fill(ip gopacket.LayerType, p *capture.Packet, seg *segment) p
 	seg.payload = t.Payload
 	seg.payloadLen = realPayload
 	seg.wscale, seg.wscaleOver14, seg.mss, seg.sackPermitted = -1, false, 0, false
-	if t.SYN {
+	seg.headerOnly = d.headerOnly
+	if t.SYN && !d.headerOnly {
 		parseSYNOptions(t.Contents[20:], seg)
 	}
 	return kindTCP

@@ -206,12 +206,16 @@ func (t *Tracker) Packet(p *capture.Packet) {
 	stamp := evidence.Stamp{Time: p.Time, Ref: p.Ref}
 	key := makeKey(seg.src, seg.dst)
 	c := t.conns[key]
+	var previous *conn
 	if c != nil && c.isReuse(seg) {
 		t.finish(c, "reused")
-		c = nil
+		previous, c = c, nil
 	}
 	if c == nil {
 		c = t.start(key, seg, stamp)
+		if previous != nil {
+			c.retryOf(previous, seg)
+		}
 	}
 	fromClient := seg.src == c.conv.Client
 	c.process(seg, fromClient, stamp)
