@@ -1,13 +1,301 @@
 // Command wiremortem analyses packet captures and the logs beside them and
 // labels what went wrong in each TCP conversation.
+//
+// This file holds flags, exit codes and wiring only; the work is in the
+// analysis, rules and htmlreport packages.
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"wiremortem/analysis"
 )
 
+// Exit codes.
+const (
+	exitOK         = 0
+	exitIncidents  = 1 // --fail-on matched
+	exitUsage      = 2
+	exitInputError = 3
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; without
+// it the module version or VCS revision from the build info is used.
+var version = ""
+
+type command struct {
+	name, args, summary string
+	run                 func(args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"analyze", "[flags] FILE...", "analyse captures and logs, print a verdict, write JSON and HTML reports", runAnalyze},
+		{"flows", "[--json] CAPTURE...", "list every TCP conversation in captures", runFlows},
+		{"version", "", "print the version", runVersion},
+		{"help", "[COMMAND]", "show help for a command", runHelp},
+	}
+}
+
 func main() {
-	fmt.Fprintln(os.Stderr, "wiremortem: under construction")
-	os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	analysis.Version = toolVersion()
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "wiremortem: unknown command %q\n\n", analysis.Safe(args[0]))
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "wiremortem: offline forensics for TCP, HTTP-upgrade and WebSocket incidents")
+	fmt.Fprintln(w, "\nUsage:\n  wiremortem COMMAND [flags] [args]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'wiremortem help COMMAND' for a command's flags.")
+}
+
+func toolVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+// newFlagSet makes a subcommand's flag set that reports errors to stderr.
+func newFlagSet(name, args string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: wiremortem %s %s\n\nFlags:\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags; it returns an exit code and false when the command
+// must stop (help asked, or a usage error).
+func parse(fs *pflag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "", stderr)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	fmt.Fprintln(stdout, "wiremortem", toolVersion())
+	return exitOK
+}
+
+func runHelp(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] && c.name != "help" {
+			return c.run([]string{"--help"}, stdout, stdout)
+		}
+	}
+	fmt.Fprintf(stderr, "wiremortem: unknown command %q\n", analysis.Safe(args[0]))
+	return exitUsage
+}
+
+func runFlows(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("flows", "[--json] CAPTURE...", stderr)
+	asJSON := fs.Bool("json", false, "print the conversations as JSON (the analyze document's schema, see docs/json.md)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "wiremortem flows: no capture files given")
+		fs.Usage()
+		return exitUsage
+	}
+	var inputs []analysis.Input
+	for _, p := range fs.Args() {
+		inputs = append(inputs, analysis.Input{Path: p, Kind: analysis.KindCapture})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := analysis.Run(ctx, inputs, analysis.Options{})
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem flows:", analysis.Safe(err.Error()))
+		return exitInputError
+	}
+	if *asJSON {
+		err = writeJSON(stdout, res.Document)
+	} else {
+		err = analysis.WriteFlowTable(stdout, res.Document)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem flows:", err)
+		return exitInputError
+	}
+	return reportInputErrors(res, stderr)
+}
+
+func runAnalyze(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("analyze", "[flags] FILE...", stderr)
+	jsonOut := fs.String("json", "", "write the full JSON document to `FILE` (- for standard output)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	paths, err := expandInputs(fs.Args())
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
+		return exitInputError
+	}
+	if len(paths) == 0 {
+		fmt.Fprintln(stderr, "wiremortem analyze: no input files given")
+		fs.Usage()
+		return exitUsage
+	}
+	var inputs []analysis.Input
+	for _, p := range paths {
+		inputs = append(inputs, analysis.Input{Path: p})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := analysis.Run(ctx, inputs, analysis.Options{})
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
+		return exitInputError
+	}
+	if *jsonOut != "" {
+		if err := writeJSONFile(*jsonOut, stdout, res.Document); err != nil {
+			fmt.Fprintln(stderr, "wiremortem analyze:", err)
+			return exitInputError
+		}
+	}
+	if *jsonOut != "-" {
+		fmt.Fprintf(stdout, "%d conversations, %d incidents\n", res.Document.Summary.Conversations, len(res.Document.Incidents))
+	}
+	return reportInputErrors(res, stderr)
+}
+
+// reportInputErrors prints one line per damaged or unreadable input and
+// returns the exit code they call for.
+func reportInputErrors(res *analysis.Result, stderr io.Writer) int {
+	for _, e := range res.InputErrors {
+		fmt.Fprintln(stderr, "wiremortem:", analysis.Safe(e.Error()))
+	}
+	if len(res.InputErrors) > 0 {
+		return exitInputError
+	}
+	return exitOK
+}
+
+// expandInputs turns directories into the files under them (sorted,
+// hidden files skipped) and expands glob patterns the shell left alone.
+func expandInputs(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if strings.ContainsAny(a, "*?[") {
+			if _, err := os.Stat(a); err != nil {
+				m, err := filepath.Glob(a)
+				if err != nil {
+					return nil, fmt.Errorf("bad pattern %q: %v", a, err)
+				}
+				if len(m) == 0 {
+					return nil, fmt.Errorf("%s: no file matches", a)
+				}
+				out = append(out, m...)
+				continue
+			}
+		}
+		st, err := os.Stat(a)
+		if err != nil || !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		var files []string
+		filepath.WalkDir(a, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if strings.HasPrefix(d.Name(), ".") && p != a {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.Type().IsRegular() {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if len(files) == 0 {
+			return nil, fmt.Errorf("%s: directory holds no files", a)
+		}
+		sort.Strings(files)
+		out = append(out, files...)
+	}
+	return out, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeJSONFile(path string, stdout io.Writer, v any) error {
+	if path == "-" {
+		return writeJSON(stdout, v)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(f, v); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

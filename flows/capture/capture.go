@@ -241,7 +241,16 @@ func (r *Reader) open(src io.Reader) error {
 	return nil
 }
 
+// Sniff reports whether b, the first bytes of a file, start a capture this
+// package reads: pcap, pcapng, or gzip or zstd (checked when opened).
+func Sniff(b []byte) bool {
+	return isPCAPMagic(b) || bytes.HasPrefix(b, magicPCAPNG) || bytes.HasPrefix(b, magicGzip) || bytes.HasPrefix(b, magicZstd)
+}
+
 func isPCAPMagic(b []byte) bool {
+	if len(b) > 4 {
+		b = b[:4]
+	}
 	switch string(b) {
 	case "\xd4\xc3\xb2\xa1", "\xa1\xb2\xc3\xd4", // microseconds, little and big endian
 		"\x4d\x3c\xb2\xa1", "\xa1\xb2\x3c\x4d": // nanoseconds

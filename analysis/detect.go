@@ -1,0 +1,35 @@
+package analysis
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+
+	"wiremortem/flows/capture"
+)
+
+// Detect tells what an input file holds from its first bytes, never from
+// its name.
+func Detect(path string) (Kind, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() {
+		return "", errors.New("is a directory (pass the files inside it, or a glob)")
+	}
+	head, _ := bufio.NewReaderSize(f, 64<<10).Peek(64 << 10)
+	if len(head) == 0 {
+		return "", errors.New("empty file")
+	}
+	if capture.Sniff(head) {
+		return KindCapture, nil
+	}
+	return "", fmt.Errorf("unknown kind of file: not a pcap, pcapng, gzip or zstd capture (first bytes % x); tried: capture", head[:min(8, len(head))])
+}

@@ -1,0 +1,94 @@
+// Package analysis runs wiremortem's whole pipeline over a set of input
+// files (captures and the logs beside them) and produces the Document: the
+// JSON contract that the HTML report and batch jobs consume.
+package analysis
+
+import (
+	"time"
+
+	"wiremortem/flows"
+	"wiremortem/flows/capture"
+	"wiremortem/rules"
+)
+
+// Document is the full result of one analysis. Same inputs, byte-identical
+// JSON: nothing in it depends on the wall clock, map order or scheduling.
+// Fields are added, never renamed (docs/json.md).
+type Document struct {
+	Tool          Tool             `json:"tool"`
+	Inputs        []InputFile      `json:"inputs"`
+	Summary       Summary          `json:"summary"`
+	Incidents     []rules.Incident `json:"incidents"`
+	Conversations []Conversation   `json:"conversations"`
+	// ConversationsOmitted counts conversations left out of the list by
+	// the cap (they still count in Summary and rules saw them all).
+	ConversationsOmitted int       `json:"conversations_omitted,omitempty"`
+	Warnings             []Warning `json:"warnings"`
+}
+
+// Tool names the program that wrote the document.
+type Tool struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Summary counts what was found.
+type Summary struct {
+	Start         time.Time      `json:"start"`
+	End           time.Time      `json:"end"`
+	Conversations int            `json:"conversations"`
+	Incidents     map[string]int `json:"incidents_by_severity"`
+	// Packets accounts for every packet read (no silent loss).
+	Packets flows.Stats `json:"packets"`
+	// Partial is set when the analysis was interrupted and covers only
+	// what was read until then.
+	Partial bool `json:"partial,omitempty"`
+}
+
+// InputFile describes one input and what was made of it.
+type InputFile struct {
+	Path   string `json:"path"`
+	Kind   Kind   `json:"kind"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	// Capture is set for capture files.
+	Capture *capture.Info `json:"capture,omitempty"`
+	// Records is the number of packets (captures) or lines (logs) read.
+	Records int64 `json:"records"`
+	// Unparsed counts log lines that were kept but not understood.
+	Unparsed int64     `json:"unparsed,omitempty"`
+	First    time.Time `json:"first,omitempty"`
+	Last     time.Time `json:"last,omitempty"`
+	// Damage says where reading stopped when the file is truncated or
+	// corrupt; the file was read up to there.
+	Damage string `json:"damage,omitempty"`
+}
+
+// Kind is what an input file holds.
+type Kind string
+
+// Input kinds, detected by content unless forced.
+const (
+	KindCapture     Kind = "capture"
+	KindNginxAccess Kind = "nginx-access"
+	KindNginxError  Kind = "nginx-error"
+	KindStrace      Kind = "strace"
+	KindSockstat    Kind = "ss"
+)
+
+// Conversation is a TCP conversation with what the decoders and the log
+// joins added to it.
+type Conversation struct {
+	*flows.Conversation
+}
+
+// Warning is a problem with an input that did not stop the analysis.
+type Warning struct {
+	Source string `json:"source"`
+	// Record or Line locates the problem when known; Offset is a byte
+	// offset in the file (decompressed, for compressed captures).
+	Record  int64  `json:"record,omitempty"`
+	Line    int64  `json:"line,omitempty"`
+	Offset  int64  `json:"offset,omitempty"`
+	Message string `json:"message"`
+}
