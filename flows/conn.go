@@ -544,6 +544,13 @@ func (c *conn) analyse(seg *segment, side Side, stamp evidence.Stamp) string {
 		} else {
 			t.Retransmissions++
 			label = "retransmission"
+			if i := c.zwOpen[side.Other()]; i > 0 {
+				// Data the receiver dropped when its window closed, sent
+				// again on the retransmission timer: the sender's way of
+				// probing (what Linux does when the window shrank under
+				// a segment already in flight).
+				c.conv.ZeroWindows[i-1].Probes++
+			}
 			if c.conflicts(s, seg) {
 				t.ConflictingRetransmissions++
 				c.anomaly("conflicting_retransmission")

@@ -200,7 +200,8 @@ type ZeroWindowEpisode struct {
 	EndedBy  string        `json:"ended_by"`
 	Duration time.Duration `json:"duration_ns"`
 	// Adverts counts the receiver's zero-window packets; Probes the
-	// sender's probes during the episode.
+	// sender's attempts during the episode: persist-timer probes, and
+	// retransmissions of data the receiver dropped as its window closed.
 	Adverts int64 `json:"adverts"`
 	Probes  int64 `json:"probes"`
 	// BytesWaiting is how many bytes the sender had sent and the receiver
