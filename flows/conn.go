@@ -38,10 +38,26 @@ type conn struct {
 	stream   *stream
 
 	keyRing int
-	last    KeyPacket
+	// last is the latest packet, kept raw: it becomes a KeyPacket only if
+	// the conversation ends without it being one already.
+	last lastPacket
 	// zwOpen[r] is 1 + the index in conv.ZeroWindows of the episode in which
 	// side r advertises a zero window, 0 when none is open.
 	zwOpen [2]int
+}
+
+// lastPacket is the little needed to show a conversation's last packet.
+type lastPacket struct {
+	stamp    evidence.Stamp
+	from     Side
+	flags    uint8
+	seq, ack int64
+	len      int
+	window   int64
+}
+
+func (l *lastPacket) keyPacket(label string) KeyPacket {
+	return KeyPacket{Stamp: l.stamp, From: l.from, Flags: flagString(l.flags), Seq: l.seq, Ack: l.ack, Len: l.len, Window: l.window, Label: label}
 }
 
 // sender is what we track about the packets one side sends.
@@ -707,8 +723,25 @@ func (c *conn) fillsHole(s *sender, seg *segment) bool {
 }
 
 func (s *sender) remember(seg *segment) {
-	s.recent[s.recentNext] = sentSegment{seq: seg.seq, n: seg.payloadLen, hash: maphash.Bytes(payloadSeed, seg.payload)}
+	s.recent[s.recentNext] = sentSegment{seq: seg.seq, n: seg.payloadLen, hash: payloadDigest(seg.payload)}
 	s.recentNext = (s.recentNext + 1) % len(s.recent)
+}
+
+// digestEdge is how many bytes at each end of a payload the digest covers:
+// hashing every byte of every segment would cost a fifth of the tracker's
+// time, and injected or corrupted data changes the edges of a segment in
+// practice. A change confined to the middle of a large segment is missed.
+const digestEdge = 256
+
+func payloadDigest(b []byte) uint64 {
+	if len(b) > 2*digestEdge {
+		var h maphash.Hash
+		h.SetSeed(payloadSeed)
+		h.Write(b[:digestEdge])
+		h.Write(b[len(b)-digestEdge:])
+		return h.Sum64()
+	}
+	return maphash.Bytes(payloadSeed, b)
 }
 
 // conflicts reports whether a retransmission carries different bytes than
@@ -719,7 +752,7 @@ func (c *conn) conflicts(s *sender, seg *segment) bool {
 	}
 	for _, r := range s.recent {
 		if r.n == seg.payloadLen && r.seq == seg.seq {
-			return r.hash != maphash.Bytes(payloadSeed, seg.payload)
+			return r.hash != payloadDigest(seg.payload)
 		}
 	}
 	return false
@@ -922,20 +955,19 @@ func (c *conn) closing(seg *segment, side Side, stamp evidence.Stamp, label *str
 
 // keyPacket keeps the packet when it tells part of the story.
 func (c *conn) keyPacket(seg *segment, side Side, stamp evidence.Stamp, label string) {
-	kp := KeyPacket{
-		Stamp: stamp, From: side, Flags: flagString(seg.flags),
-		Seq: int64(seg.seq.Sub(c.a[side].isn)), Len: seg.payloadLen, Window: c.a[side].window, Label: label,
-	}
+	l := &c.last
+	l.stamp, l.from, l.flags, l.len = stamp, side, seg.flags, seg.payloadLen
+	l.seq, l.ack, l.window = seg.seq.Sub(c.a[side].isn), 0, c.a[side].window
 	if seg.has(flagACK) && c.a[side.Other()].seen {
-		kp.Ack = seg.ack.Sub(c.a[side.Other()].isn)
+		l.ack = seg.ack.Sub(c.a[side.Other()].isn)
 	}
 	if seg.has(flagSYN) {
-		kp.Window = int64(seg.window)
+		l.window = int64(seg.window)
 	}
-	c.last = kp
 	if label == "" {
 		return
 	}
+	kp := l.keyPacket(label)
 	conv := c.conv
 	limit := c.opts.KeyPacketCap
 	if len(conv.KeyPackets) < limit {
@@ -994,9 +1026,8 @@ func (c *conn) complete(reason string) {
 			hc.OpenAtEnd = true
 		}
 	}
-	if n := len(conv.KeyPackets); n == 0 || conv.KeyPackets[n-1].Ref != c.last.Ref {
-		last := c.last
-		last.Label = "last"
+	if n := len(conv.KeyPackets); n == 0 || conv.KeyPackets[n-1].Ref != c.last.stamp.Ref {
+		last := c.last.keyPacket("last")
 		if n < c.opts.KeyPacketCap {
 			conv.KeyPackets = append(conv.KeyPackets, last)
 		} else {

@@ -92,6 +92,12 @@ func newDecoder() *decoder {
 	common := []gopacket.DecodingLayer{&d.llc, &d.snap, &d.dot1q, &d.ip4, &d.ip6, &d.ip6ext, &d.tcp, &d.payload}
 	parser := func(first gopacket.LayerType, extra ...gopacket.DecodingLayer) *gopacket.DecodingLayerParser {
 		p := gopacket.NewDecodingLayerParser(first, append(extra, common...)...)
+		// Layer types are small integers: an array lookup beats the
+		// default map on every layer of every packet.
+		p.SetDecodingLayerContainer(gopacket.DecodingLayerArray(nil))
+		for _, l := range append(extra, common...) {
+			p.AddDecodingLayer(l)
+		}
 		// Anything above TCP (the payload) and anything that is not
 		// IP/TCP (ARP, UDP, ICMP...) ends decoding without an error: we
 		// look at what was decoded instead.

@@ -366,12 +366,16 @@ func (t *Tracker) finish(c *conn, reason string) {
 	t.opts.OnDone(c.conv, c.sink)
 }
 
-// connKey identifies a 4-tuple regardless of direction.
-type connKey struct{ a, b netip.AddrPort }
+// connKey identifies a 4-tuple regardless of direction. Plain bytes hash
+// faster than netip values, which carry a zone pointer.
+type connKey struct {
+	a, b   [16]byte
+	pa, pb uint16
+}
 
 func makeKey(x, y netip.AddrPort) connKey {
-	if x.Compare(y) < 0 {
-		return connKey{x, y}
+	if x.Compare(y) > 0 {
+		x, y = y, x
 	}
-	return connKey{y, x}
+	return connKey{a: x.Addr().As16(), b: y.Addr().As16(), pa: x.Port(), pb: y.Port()}
 }
