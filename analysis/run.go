@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sort"
@@ -149,11 +148,13 @@ func warningFor(path string, err error) Warning {
 	return w
 }
 
-// openCapture is a capture file being read, hashed as it goes.
+// openCapture is a capture file being read. Its SHA-256 is computed by a
+// second reader of the same file on another core, so hashing costs no time
+// on the packet path.
 type openCapture struct {
 	file   *os.File
-	hash   hash.Hash
 	reader *capture.Reader
+	digest chan string
 	info   InputFile
 }
 
@@ -171,22 +172,37 @@ func openCaptureFile(path string) (*openCapture, error) {
 		f.Close()
 		return nil, &capture.Error{File: path, Err: errors.New("is a directory, not a capture file")}
 	}
-	h := sha256.New()
-	r, err := capture.NewReader(path, io.TeeReader(f, h))
+	r, err := capture.NewReader(path, f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	info := r.Info()
-	return &openCapture{file: f, hash: h, reader: r, info: InputFile{Path: path, Kind: KindCapture, Size: st.Size(), Capture: &info}}, nil
+	oc := &openCapture{file: f, reader: r, digest: make(chan string, 1), info: InputFile{Path: path, Kind: KindCapture, Size: st.Size(), Capture: &info}}
+	go func() { oc.digest <- fileSHA256(path) }()
+	return oc, nil
 }
 
-// finish hashes what the reader left unread and closes the file.
+// fileSHA256 hashes a file; an unreadable file hashes to "" (its read
+// error is reported by the reader).
+func fileSHA256(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// finish closes the file and collects its hash.
 func (oc *openCapture) finish() InputFile {
-	io.Copy(oc.hash, oc.file)
 	oc.reader.Close()
 	oc.file.Close()
-	oc.info.SHA256 = hex.EncodeToString(oc.hash.Sum(nil))
+	oc.info.SHA256 = <-oc.digest
 	oc.info.Records = oc.reader.Records()
 	return oc.info
 }
