@@ -7,11 +7,13 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // InCI reports whether the tests run under CI (CI=true).
@@ -61,4 +63,21 @@ func missing(t testing.TB, what string) {
 		t.Fatalf("CI=true but %s", what)
 	}
 	t.Skipf("skipping: %s", what)
+}
+
+// Watchdog panics with the input quoted if the returned stop function is not
+// called within d: Go's fuzzer does not detect hangs on its own, and "never
+// hang" is part of every parser's contract. Use it as
+//
+//	defer testenv.Watchdog(3*time.Second, data)()
+func Watchdog(d time.Duration, input []byte) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(d):
+			panic(fmt.Sprintf("input took over %v (a hang?): %q", d, input))
+		}
+	}()
+	return func() { close(done) }
 }
