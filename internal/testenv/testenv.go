@@ -71,13 +71,8 @@ func missing(t testing.TB, what string) {
 //
 //	defer testenv.Watchdog(3*time.Second, data)()
 func Watchdog(d time.Duration, input []byte) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-done:
-		case <-time.After(d):
-			panic(fmt.Sprintf("input took over %v (a hang?): %q", d, input))
-		}
-	}()
-	return func() { close(done) }
+	timer := time.AfterFunc(d, func() {
+		panic(fmt.Sprintf("input took over %v (a hang?): %q", d, input))
+	})
+	return func() { timer.Stop() }
 }
