@@ -2,6 +2,7 @@ package flows
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -31,6 +32,24 @@ func (s Side) String() string {
 
 // MarshalJSON writes "client" or "server".
 func (s Side) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// UnmarshalJSON reads "client" or "server", so documents can be read back
+// (batch indexes, merges).
+func (s *Side) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	switch name {
+	case "client":
+		*s = Client
+	case "server":
+		*s = Server
+	default:
+		return fmt.Errorf("unknown side %q (want client or server)", name)
+	}
+	return nil
+}
 
 // Conversation is one TCP connection: from its first packet (ideally a SYN)
 // to its close, reset, idle flush, or the end of the capture.

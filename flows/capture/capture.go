@@ -216,6 +216,13 @@ func (r *Reader) open(src io.Reader) error {
 	switch {
 	case bytes.Equal(head, magicPCAPNG):
 		r.info.Format = PCAPNG
+		// The checker sees bytes from here on; the 4 peeked are already
+		// buffered, so prime it with them.
+		r.counter.check = &blockChecker{}
+		r.counter.check.feed(head)
+		if buffered, _ := r.buf.Peek(r.buf.Buffered()); len(buffered) > 4 {
+			r.counter.check.feed(buffered[4:])
+		}
 		ng, err := pcapgo.NewNgReader(r.buf, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
 		if err != nil {
 			return r.headerError(fmt.Errorf("pcapng: %w", err))
@@ -281,6 +288,12 @@ func (r *Reader) Next(p *Packet) error {
 		return io.EOF
 	}
 	start := r.offset()
+	if c := r.counter.check; c != nil && c.bad != nil && c.badAt < start {
+		// A block before this point was damaged; what it framed was
+		// read, nothing after it can be trusted.
+		r.done = true
+		return &Error{File: r.info.Path, Record: r.records + 1, Offset: c.badAt, Compressed: r.info.Compression != Uncompressed, Err: c.bad}
+	}
 	var (
 		data []byte
 		ci   gopacket.CaptureInfo
@@ -331,13 +344,17 @@ func (r *Reader) Close() error {
 }
 
 type countingReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	check *blockChecker // pcapng framing check, nil for pcap
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.check != nil {
+		c.check.feed(p[:n])
+	}
 	return n, err
 }
 
