@@ -19,11 +19,11 @@ type Document struct {
 	Inputs        []InputFile      `json:"inputs"`
 	Summary       Summary          `json:"summary"`
 	Incidents     []rules.Incident `json:"incidents"`
-	Conversations []Conversation   `json:"conversations"`
-	// ConversationsOmitted counts conversations left out of the list by
-	// the cap (they still count in Summary and rules saw them all).
-	ConversationsOmitted int       `json:"conversations_omitted,omitempty"`
-	Warnings             []Warning `json:"warnings"`
+	// Conversations are the ones kept in memory for the HTML report: the
+	// first ones and those incidents cite, up to a cap. The JSON document
+	// lists every conversation: Result.WriteJSON streams them from disk.
+	Conversations []Conversation `json:"-"`
+	Warnings      []Warning      `json:"warnings"`
 }
 
 // Tool names the program that wrote the document.

@@ -30,9 +30,9 @@ type Options struct {
 	// Tracker holds the conversation tracker's limits; NewSink and OnDone
 	// are set by the analysis.
 	Tracker flows.Options
-	// MaxConversations caps the conversations listed in the document (the
-	// rest still count and are seen by rules). Default 100,000.
-	MaxConversations int
+	// ReportConversations caps the conversations kept in memory for the
+	// HTML report (the JSON document lists them all). Default 2,000.
+	ReportConversations int
 }
 
 // InputError is an input that could not be read at all, or only up to some
@@ -58,7 +58,11 @@ type Result struct {
 	// InputErrors lists inputs that were damaged or unreadable; the
 	// document covers what could be read.
 	InputErrors []*InputError
+	spool       *conversationSpool
 }
+
+// Close releases the conversation spool.
+func (r *Result) Close() { r.spool.close() }
 
 // Run analyses inputs. It fails only on problems that leave nothing to
 // report (no input at all); damaged inputs are listed in the result.
@@ -66,10 +70,14 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	if len(inputs) == 0 {
 		return nil, errors.New("no input files")
 	}
-	if opts.MaxConversations <= 0 {
-		opts.MaxConversations = 100_000
+	if opts.ReportConversations <= 0 {
+		opts.ReportConversations = 2000
 	}
-	res := &Result{Document: &Document{
+	spool, err := newSpool()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{spool: spool, Document: &Document{
 		Tool:     Tool{Name: "wiremortem", Version: Version},
 		Warnings: []Warning{},
 	}}
@@ -116,13 +124,13 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	for _, inc := range doc.Incidents {
 		doc.Summary.Incidents[inc.Severity.String()]++
 	}
-	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.MaxConversations))
+	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.ReportConversations))
 	for i, c := range convs {
-		if i >= opts.MaxConversations {
-			doc.ConversationsOmitted = len(convs) - i
-			break
+		conv := Conversation{Conversation: c}
+		spool.add(c.ID, &conv)
+		if i < opts.ReportConversations {
+			doc.Conversations = append(doc.Conversations, conv)
 		}
-		doc.Conversations = append(doc.Conversations, Conversation{Conversation: c})
 	}
 	if ctx.Err() != nil {
 		doc.Summary.Partial = true

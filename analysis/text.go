@@ -10,26 +10,28 @@ import (
 	"unicode/utf8"
 )
 
-// WriteFlowTable prints one line per conversation: the `wiremortem flows`
-// output.
-func WriteFlowTable(w io.Writer, doc *Document) error {
+// WriteFlowTable prints one line per conversation, every conversation:
+// the `wiremortem flows` output.
+func (r *Result) WriteFlowTable(w io.Writer) error {
+	doc := r.Document
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTART (UTC)\tDURATION\tCLIENT\tSERVER\tSTATE\tHISTORY\tC>S PKTS/BYTES\tS>C PKTS/BYTES\tZERO-WIN\tREXMIT")
-	for _, c := range doc.Conversations {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\n",
+	err := r.spool.each(func(c *Conversation) error {
+		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\n",
 			c.ID, c.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), FormatDuration(c.Duration),
 			c.Client, c.Server, c.ConnState, Safe(c.History),
 			c.FromClient.Packets, c.FromClient.Bytes, c.FromServer.Packets, c.FromServer.Bytes,
 			len(c.ZeroWindows), c.FromClient.Retransmissions+c.FromServer.Retransmissions)
-	}
-	if doc.ConversationsOmitted > 0 {
-		fmt.Fprintf(tw, "... %d more conversations not listed (see --json)\n", doc.ConversationsOmitted)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	p := doc.Summary.Packets
-	_, err := fmt.Fprintf(w, "%d conversations; %d packets: %d TCP, %d not TCP, %d IP fragments, %d malformed, %d unsupported link type; %d cut by the snap length\n",
+	_, err = fmt.Fprintf(w, "%d conversations; %d packets: %d TCP, %d not TCP, %d IP fragments, %d malformed, %d unsupported link type; %d cut by the snap length\n",
 		doc.Summary.Conversations, p.Packets, p.TCP, p.NotTCP, p.Fragments, p.Malformed, p.UnsupportedLink, p.Truncated)
 	return err
 }

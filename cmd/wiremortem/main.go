@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,10 +167,11 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wiremortem flows:", analysis.Safe(err.Error()))
 		return exitInputError
 	}
+	defer res.Close()
 	if *asJSON {
-		err = writeJSON(stdout, res.Document)
+		err = res.WriteJSON(stdout)
 	} else {
-		err = analysis.WriteFlowTable(stdout, res.Document)
+		err = res.WriteFlowTable(stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem flows:", err)
@@ -207,8 +207,9 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitInputError
 	}
+	defer res.Close()
 	if *jsonOut != "" {
-		if err := writeJSONFile(*jsonOut, stdout, res.Document); err != nil {
+		if err := writeJSONFile(*jsonOut, stdout, res); err != nil {
 			fmt.Fprintln(stderr, "wiremortem analyze:", err)
 			return exitInputError
 		}
@@ -279,21 +280,15 @@ func expandInputs(args []string) ([]string, error) {
 	return out, nil
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func writeJSONFile(path string, stdout io.Writer, v any) error {
+func writeJSONFile(path string, stdout io.Writer, res *analysis.Result) error {
 	if path == "-" {
-		return writeJSON(stdout, v)
+		return res.WriteJSON(stdout)
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(f, v); err != nil {
+	if err := res.WriteJSON(f); err != nil {
 		f.Close()
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"wiremortem/analysis"
+	"wiremortem/flows"
 	"wiremortem/internal/testenv"
 )
 
@@ -42,6 +43,12 @@ type expectation struct {
 	// Anomaly names a conversation anomaly that must be counted.
 	Anomaly string `json:"anomaly,omitempty"`
 	Why     string `json:"why"`
+}
+
+// jsonDocument reads back what --json writes.
+type jsonDocument struct {
+	Summary       analysis.Summary      `json:"summary"`
+	Conversations []*flows.Conversation `json:"conversations"`
 }
 
 // tcpFrame builds an Ethernet/IPv4/TCP frame with gopacket, then lets the
@@ -193,7 +200,7 @@ func TestMalformedCaptures(t *testing.T) {
 			if want.Outcome != "read-fully" && strings.Count(strings.TrimSpace(msg), "\n") > 0 {
 				t.Errorf("want one error line, got %q", msg)
 			}
-			var doc analysis.Document
+			var doc jsonDocument
 			if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
 				t.Fatalf("stdout is not the JSON document: %v", err)
 			}
@@ -247,7 +254,7 @@ func TestPublicMalformedCaptures(t *testing.T) {
 			if code == exitInputError && !strings.Contains(stderr.String(), filepath.Base(path)) {
 				t.Errorf("error does not name the file: %s", stderr.String())
 			}
-			var doc analysis.Document
+			var doc jsonDocument
 			if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,128 @@
+package analysis
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"wiremortem/flows"
+)
+
+// conversationSpool holds every finished conversation's JSON on disk, so
+// memory stays bounded by live conversations however many a capture holds,
+// and writes them back in ID order for the document.
+type conversationSpool struct {
+	f     *os.File
+	w     *bufio.Writer
+	size  int64
+	index []spoolEntry
+	err   error
+}
+
+type spoolEntry struct {
+	id     int
+	offset int64
+	length int32
+}
+
+func newSpool() (*conversationSpool, error) {
+	f, err := os.CreateTemp("", "wiremortem-conversations-*.jsonl")
+	if err != nil {
+		return nil, fmt.Errorf("conversation spool: %w", err)
+	}
+	// Unlinked at once: the file vanishes with the process even on a crash.
+	os.Remove(f.Name())
+	return &conversationSpool{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+}
+
+// add appends one conversation.
+func (s *conversationSpool) add(id int, c *Conversation) {
+	if s.err != nil {
+		return
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		s.err = err
+		return
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.err = err
+		return
+	}
+	s.index = append(s.index, spoolEntry{id: id, offset: s.size, length: int32(len(b))})
+	s.size += int64(len(b))
+}
+
+func (s *conversationSpool) len() int { return len(s.index) }
+
+// writeTo writes the conversations as the elements of a JSON array, in ID
+// order, indented to sit inside the document.
+func (s *conversationSpool) writeTo(w io.Writer) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	sort.Slice(s.index, func(i, j int) bool { return s.index[i].id < s.index[j].id })
+	var buf []byte
+	for i, e := range s.index {
+		if cap(buf) < int(e.length) {
+			buf = make([]byte, e.length)
+		}
+		buf = buf[:e.length]
+		if _, err := s.f.ReadAt(buf, e.offset); err != nil {
+			return fmt.Errorf("conversation spool: %w", err)
+		}
+		sep := ",\n    "
+		if i == 0 {
+			sep = "\n    "
+		}
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// each decodes every conversation back, in ID order.
+func (s *conversationSpool) each(fn func(*Conversation) error) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	sort.Slice(s.index, func(i, j int) bool { return s.index[i].id < s.index[j].id })
+	var buf []byte
+	for _, e := range s.index {
+		if cap(buf) < int(e.length) {
+			buf = make([]byte, e.length)
+		}
+		buf = buf[:e.length]
+		if _, err := s.f.ReadAt(buf, e.offset); err != nil {
+			return fmt.Errorf("conversation spool: %w", err)
+		}
+		c := &Conversation{Conversation: new(flows.Conversation)}
+		if err := json.Unmarshal(buf, c); err != nil {
+			return fmt.Errorf("conversation spool: %w", err)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *conversationSpool) close() {
+	if s != nil && s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
