@@ -1,0 +1,148 @@
+// Package correlate puts every source on the capture's clock and joins log
+// events to the TCP conversations they describe: an strace file descriptor
+// or an nginx connection to a 4-tuple. That join is what no other tool
+// does, and what each seed incident's author had to do by hand.
+package correlate
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParseZone reads a time zone given as an IANA name ("Asia/Shanghai"),
+// "UTC", "Local", or a fixed offset ("+08:00", "-0530", "UTC+8").
+func ParseZone(s string) (*time.Location, error) {
+	switch s {
+	case "", "UTC", "utc", "Z":
+		return time.UTC, nil
+	case "Local", "local":
+		return time.Local, nil
+	}
+	off := strings.TrimPrefix(strings.TrimPrefix(s, "UTC"), "GMT")
+	if len(off) > 1 && (off[0] == '+' || off[0] == '-') {
+		sign := 1
+		if off[0] == '-' {
+			sign = -1
+		}
+		digits := strings.ReplaceAll(off[1:], ":", "")
+		var h, m int
+		var err error
+		switch len(digits) {
+		case 1, 2:
+			h, err = strconv.Atoi(digits)
+		case 4:
+			h, err = strconv.Atoi(digits[:2])
+			if err == nil {
+				m, err = strconv.Atoi(digits[2:])
+			}
+		default:
+			err = fmt.Errorf("bad length")
+		}
+		if err != nil || h > 14 || m > 59 {
+			return nil, fmt.Errorf("time zone %q: want an IANA name (Asia/Shanghai) or an offset like +08:00", s)
+		}
+		secs := sign * (h*3600 + m*60)
+		return time.FixedZone(s, secs), nil
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return nil, fmt.Errorf("time zone %q: %v", s, err)
+	}
+	return loc, nil
+}
+
+// SplitSourceSpec splits "SOURCE=VALUE" (a per-source setting) from a bare
+// "VALUE" (a default for every source). SOURCE is a file path or base name,
+// or a kind (nginx-error, strace, ...).
+func SplitSourceSpec(spec string) (source, value string) {
+	if i := strings.LastIndex(spec, "="); i >= 0 {
+		return spec[:i], spec[i+1:]
+	}
+	return "", spec
+}
+
+// Bound says how a skew sample relates to the true offset between a log's
+// clock and the capture's: offset = capture time - log time, the amount to
+// add to log times.
+type Bound int
+
+const (
+	// LowerBound: the log event happened after the packet (accept()
+	// returns after the handshake's last ACK arrived; nginx writes its
+	// access line after the response left), so the true offset is at
+	// least this sample.
+	LowerBound Bound = iota
+	// UpperBound: the log event happened before the packet (connect() is
+	// entered before the SYN leaves; write() before the data is sent), so
+	// the true offset is at most this sample.
+	UpperBound
+)
+
+// SkewSample is one pairing of a log event with the packet it caused or
+// followed.
+type SkewSample struct {
+	Capture, Log time.Time
+	Bound        Bound
+}
+
+// SkewEstimate is the offset to add to a source's times to put them on the
+// capture's clock, and how sure we are.
+type SkewEstimate struct {
+	Offset time.Duration `json:"offset_ns"`
+	// Matches is the number of log events paired with packets.
+	Matches int `json:"matches"`
+	// Spread is how far the samples near the estimate scatter: the
+	// estimate is good to about this much.
+	Spread time.Duration `json:"spread_ns"`
+}
+
+// EstimateSkew estimates a source's clock offset from pairings. Samples of
+// each bound cluster on one side of the true offset, at a distance of the
+// scheduling delay between packet and system call (microseconds on an idle
+// host, more under load), with stray pairings further out; a high quantile
+// of lower bounds and a low quantile of upper bounds are robust to both.
+func EstimateSkew(samples []SkewSample) (SkewEstimate, bool) {
+	var lower, upper []time.Duration
+	for _, s := range samples {
+		d := s.Capture.Sub(s.Log)
+		if s.Bound == LowerBound {
+			lower = append(lower, d)
+		} else {
+			upper = append(upper, d)
+		}
+	}
+	if len(lower)+len(upper) == 0 {
+		return SkewEstimate{}, false
+	}
+	sort.Slice(lower, func(i, j int) bool { return lower[i] < lower[j] })
+	sort.Slice(upper, func(i, j int) bool { return upper[i] < upper[j] })
+	est := SkewEstimate{Matches: len(samples)}
+	switch {
+	case len(lower) > 0 && len(upper) > 0:
+		lo, hi := quantile(lower, 0.9), quantile(upper, 0.1)
+		est.Offset = lo + (hi-lo)/2
+		est.Spread = absDur(hi-lo) / 2
+	case len(lower) > 0:
+		est.Offset = quantile(lower, 0.9)
+		est.Spread = est.Offset - quantile(lower, 0.5)
+	default:
+		est.Offset = quantile(upper, 0.1)
+		est.Spread = quantile(upper, 0.5) - est.Offset
+	}
+	return est, true
+}
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	i := int(q * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}

@@ -1,0 +1,82 @@
+package correlate
+
+import (
+	"math/rand"
+	"testing"
+	"time"
+)
+
+func TestParseZone(t *testing.T) {
+	tests := []struct {
+		in      string
+		offset  int // seconds east of UTC on 2026-11-22
+		wantErr bool
+	}{
+		{"UTC", 0, false},
+		{"+08:00", 8 * 3600, false},
+		{"-0530", -(5*3600 + 30*60), false},
+		{"UTC+8", 8 * 3600, false},
+		{"Asia/Shanghai", 8 * 3600, false},
+		{"Europe/Paris", 3600, false},
+		{"+25:00", 0, true},
+		{"Mars/Olympus", 0, true},
+	}
+	for _, tt := range tests {
+		loc, err := ParseZone(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseZone(%q) error %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		_, off := time.Date(2026, 11, 22, 12, 0, 0, 0, loc).Zone()
+		if off != tt.offset {
+			t.Errorf("ParseZone(%q) offset %d, want %d", tt.in, off, tt.offset)
+		}
+	}
+}
+
+// TestEstimateSkewRecoversOffset plants a +3.2 s offset behind realistic
+// delays (tens of microseconds, a few slow accepts, a few wrong pairings)
+// and checks the estimate lands within 10 ms.
+func TestEstimateSkewRecoversOffset(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	const offset = 3200 * time.Millisecond
+	base := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var samples []SkewSample
+	for i := 0; i < 60; i++ {
+		pkt := base.Add(time.Duration(i) * 137 * time.Millisecond)
+		delay := time.Duration(20+rng.Intn(200)) * time.Microsecond
+		if i%10 == 3 {
+			delay = time.Duration(5+rng.Intn(40)) * time.Millisecond // a busy accept loop
+		}
+		// accept() returns after the ACK: log = pkt + delay, in the log's
+		// clock which is 3.2 s behind.
+		samples = append(samples, SkewSample{Capture: pkt, Log: pkt.Add(delay).Add(-offset), Bound: LowerBound})
+	}
+	// Two wrong pairings far off.
+	samples = append(samples, SkewSample{Capture: base, Log: base.Add(-9 * time.Second), Bound: LowerBound})
+	samples = append(samples, SkewSample{Capture: base, Log: base.Add(4 * time.Second), Bound: LowerBound})
+	est, ok := EstimateSkew(samples)
+	if !ok {
+		t.Fatal("no estimate")
+	}
+	if d := est.Offset - offset; d > 10*time.Millisecond || d < -10*time.Millisecond {
+		t.Errorf("estimated %v, want %v within 10ms", est.Offset, offset)
+	}
+	if est.Matches != 62 {
+		t.Errorf("matches %d, want 62", est.Matches)
+	}
+
+	// With connect() pairings too (upper bounds), the estimate tightens.
+	for i := 0; i < 20; i++ {
+		pkt := base.Add(time.Duration(i) * 211 * time.Millisecond)
+		delay := time.Duration(10+rng.Intn(50)) * time.Microsecond
+		samples = append(samples, SkewSample{Capture: pkt, Log: pkt.Add(-delay).Add(-offset), Bound: UpperBound})
+	}
+	est, _ = EstimateSkew(samples)
+	if d := est.Offset - offset; d > time.Millisecond || d < -time.Millisecond {
+		t.Errorf("with both bounds estimated %v, want %v within 1ms", est.Offset, offset)
+	}
+}
