@@ -15,10 +15,10 @@ import (
 // JSON: nothing in it depends on the wall clock, map order or scheduling.
 // Fields are added, never renamed (docs/json.md).
 type Document struct {
-	Tool          Tool             `json:"tool"`
-	Inputs        []InputFile      `json:"inputs"`
-	Summary       Summary          `json:"summary"`
-	Incidents     []rules.Incident `json:"incidents"`
+	Tool      Tool             `json:"tool"`
+	Inputs    []InputFile      `json:"inputs"`
+	Summary   Summary          `json:"summary"`
+	Incidents []rules.Incident `json:"incidents"`
 	// Conversations are the ones kept in memory for the HTML report: the
 	// first ones and those incidents cite, up to a cap. The JSON document
 	// lists every conversation: Result.WriteJSON streams them from disk.
