@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -20,6 +21,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"wiremortem/analysis"
+	"wiremortem/batch"
+	"wiremortem/htmlreport"
+	"wiremortem/rules"
 )
 
 // Exit codes.
@@ -43,6 +47,7 @@ func commands() []command {
 	return []command{
 		{"analyze", "[flags] FILE...", "analyse captures and logs, print a verdict, write JSON and HTML reports", runAnalyze},
 		{"flows", "[--json] CAPTURE...", "list every TCP conversation in captures", runFlows},
+		{"batch", "[flags] DIR|GLOB...", "analyse archives of captures: one report per capture group, plus an index", runBatch},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help for a command", runHelp},
 	}
@@ -219,6 +224,104 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	return reportInputErrors(res, stderr)
 }
+
+func runBatch(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("batch", "[flags] DIR|GLOB...", stderr)
+	out := fs.String("out", "wiremortem-batch", "output `directory`: one sub-directory per group, index.html and index.jsonl")
+	shard := fs.String("shard", "", "take only shard `K/N` of the groups (stable by group name), for N workers sharing one output directory")
+	merge := fs.Bool("merge", false, "only build index.html and index.jsonl from the groups already in --out (after sharded runs)")
+	jobs := fs.IntP("jobs", "j", runtime.GOMAXPROCS(0), "groups analysed at once")
+	failOn := fs.String("fail-on", "", "exit 1 when a group has an incident of this `severity` or worse (info, low, medium, high, critical)")
+	quiet := fs.BoolP("quiet", "q", false, "no progress lines on stderr")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	var threshold rules.Severity = -1
+	if *failOn != "" {
+		s, err := rules.ParseSeverity(*failOn)
+		if err != nil {
+			fmt.Fprintln(stderr, "wiremortem batch:", err)
+			return exitUsage
+		}
+		threshold = s
+	}
+	opts := batch.Options{Out: *out, Jobs: *jobs, RenderHTML: renderHTML}
+	if *shard != "" {
+		if _, err := fmt.Sscanf(*shard, "%d/%d", &opts.Shard, &opts.Shards); err != nil || opts.Shard < 1 || opts.Shard > opts.Shards {
+			fmt.Fprintf(stderr, "wiremortem batch: --shard %q: want K/N with 1 <= K <= N\n", analysis.Safe(*shard))
+			return exitUsage
+		}
+	}
+	if !*quiet {
+		opts.Log = func(format string, a ...any) { fmt.Fprintln(stderr, analysis.Safe(fmt.Sprintf(format, a...))) }
+	}
+	if !*merge {
+		if fs.NArg() == 0 {
+			fmt.Fprintln(stderr, "wiremortem batch: no directory or pattern given")
+			fs.Usage()
+			return exitUsage
+		}
+		groups, unpaired, err := batch.Discover(fs.Args())
+		if err != nil {
+			fmt.Fprintln(stderr, "wiremortem batch:", analysis.Safe(err.Error()))
+			return exitInputError
+		}
+		for _, u := range unpaired {
+			fmt.Fprintln(stderr, "wiremortem batch: not a capture or a known log, or no capture to pair it with:", analysis.Safe(u))
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		if _, err := batch.Run(ctx, groups, opts); err != nil {
+			fmt.Fprintln(stderr, "wiremortem batch:", err)
+		}
+		if opts.Shards > 1 {
+			// Shards share the output directory; the index is built once
+			// they are all done, with --merge.
+			return exitOK
+		}
+	}
+	entries, err := batch.Merge(*out)
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem batch:", err)
+		return exitInputError
+	}
+	if err := writeIndex(*out, entries); err != nil {
+		fmt.Fprintln(stderr, "wiremortem batch:", err)
+		return exitInputError
+	}
+	fmt.Fprintf(stdout, "%d groups; index written to %s\n", len(entries), filepath.Join(*out, "index.html"))
+	if threshold >= 0 && batch.AtOrAbove(entries, threshold) {
+		return exitIncidents
+	}
+	return exitOK
+}
+
+func writeIndex(out string, entries []batch.Entry) error {
+	f, err := os.Create(filepath.Join(out, "index.jsonl"))
+	if err != nil {
+		return err
+	}
+	if err := batch.WriteIndexJSONL(f, entries); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	h, err := os.Create(filepath.Join(out, "index.html"))
+	if err != nil {
+		return err
+	}
+	if err := htmlreport.WriteBatchIndex(h, htmlreport.NewBatchIndex(entries)); err != nil {
+		h.Close()
+		return err
+	}
+	return h.Close()
+}
+
+// renderHTML writes a group's HTML report; the full report arrives with the
+// htmlreport package's Write.
+var renderHTML func(io.Writer, *analysis.Result) error
 
 // reportInputErrors prints one line per damaged or unreadable input and
 // returns the exit code they call for.
