@@ -33,6 +33,17 @@ type Options struct {
 	// ReportConversations caps the conversations kept in memory for the
 	// HTML report (the JSON document lists them all). Default 2,000.
 	ReportConversations int
+	// Progress, if set, is called every few thousand packets while
+	// captures are read.
+	Progress func(Progress)
+}
+
+// Progress says how far reading the captures got.
+type Progress struct {
+	// BytesRead and BytesTotal count the capture files' bytes (compressed
+	// bytes for compressed files).
+	BytesRead, BytesTotal int64
+	Packets               int64
 }
 
 // InputError is an input that could not be read at all, or only up to some
@@ -215,19 +226,25 @@ func (oc *openCapture) finish() InputFile {
 	return oc.info
 }
 
-// timedSource stops the merge when ctx is cancelled and records each
-// file's time range.
+// timedSource stops the merge when ctx is cancelled, reports progress and
+// records each file's time range.
 type timedSource struct {
-	ctx     context.Context
-	m       *capture.Merger
-	byPath  map[string]*openCapture
-	counter int
+	ctx      context.Context
+	m        *capture.Merger
+	byPath   map[string]*openCapture
+	captures []*openCapture
+	total    int64
+	progress func(Progress)
+	counter  int64
 }
 
 func (s *timedSource) Next(p *capture.Packet) error {
 	s.counter++
-	if s.counter&0xfff == 0 && s.ctx.Err() != nil {
-		return io.EOF
+	if s.counter&0xfff == 0 {
+		if s.ctx.Err() != nil {
+			return io.EOF
+		}
+		s.report()
 	}
 	if err := s.m.Next(p); err != nil {
 		return err
@@ -241,6 +258,19 @@ func (s *timedSource) Next(p *capture.Packet) error {
 		}
 	}
 	return nil
+}
+
+func (s *timedSource) report() {
+	if s.progress == nil {
+		return
+	}
+	var read int64
+	for _, oc := range s.captures {
+		if pos, err := oc.file.Seek(0, io.SeekCurrent); err == nil {
+			read += pos
+		}
+	}
+	s.progress(Progress{BytesRead: read, BytesTotal: s.total, Packets: s.counter})
 }
 
 // trackCaptures merges the captures by time and follows every conversation.
@@ -265,7 +295,14 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 	topts := opts.Tracker
 	topts.OnDone = func(c *flows.Conversation, _ flows.Sink) { convs = append(convs, c) }
 	tr := flows.NewTracker(topts)
-	tr.Run(&timedSource{ctx: ctx, m: m, byPath: byPath})
+	src := &timedSource{ctx: ctx, m: m, byPath: byPath, captures: captures, progress: opts.Progress}
+	for _, oc := range captures {
+		src.total += oc.info.Size
+	}
+	tr.Run(src)
+	if src.progress != nil {
+		src.progress(Progress{BytesRead: src.total, BytesTotal: src.total, Packets: src.counter})
+	}
 	if a, b, ok := m.Overlap(); ok {
 		res.Document.Warnings = append(res.Document.Warnings, Warning{Source: b, Message: fmt.Sprintf("packets of %s and %s interleave in time: merged as one capture (rotated parts do not overlap; two captures of the same traffic would count each packet twice)", a, b)})
 	}

@@ -26,6 +26,9 @@ type spoolEntry struct {
 	id     int
 	offset int64
 	length int32
+	// rowLength is the length of the flows-table line stored right after
+	// the JSON.
+	rowLength int32
 }
 
 func newSpool() (*conversationSpool, error) {
@@ -48,12 +51,17 @@ func (s *conversationSpool) add(id int, c *Conversation) {
 		s.err = err
 		return
 	}
+	row := flowRow(c)
 	if _, err := s.w.Write(b); err != nil {
 		s.err = err
 		return
 	}
-	s.index = append(s.index, spoolEntry{id: id, offset: s.size, length: int32(len(b))})
-	s.size += int64(len(b))
+	if _, err := s.w.WriteString(row); err != nil {
+		s.err = err
+		return
+	}
+	s.index = append(s.index, spoolEntry{id: id, offset: s.size, length: int32(len(b)), rowLength: int32(len(row))})
+	s.size += int64(len(b) + len(row))
 }
 
 func (s *conversationSpool) len() int { return len(s.index) }
@@ -83,6 +91,31 @@ func (s *conversationSpool) writeTo(w io.Writer) error {
 		}
 		if _, err := io.WriteString(w, sep); err != nil {
 			return err
+		}
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachRow writes every conversation's flows-table line, in ID order.
+func (s *conversationSpool) eachRow(w io.Writer) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	sort.Slice(s.index, func(i, j int) bool { return s.index[i].id < s.index[j].id })
+	var buf []byte
+	for _, e := range s.index {
+		if cap(buf) < int(e.rowLength) {
+			buf = make([]byte, e.rowLength)
+		}
+		buf = buf[:e.rowLength]
+		if _, err := s.f.ReadAt(buf, e.offset+int64(e.length)); err != nil {
+			return fmt.Errorf("conversation spool: %w", err)
 		}
 		if _, err := w.Write(buf); err != nil {
 			return err

@@ -1,39 +1,41 @@
 package analysis
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
 )
 
+// flowTableHeader and flowRow lay out `wiremortem flows`: fixed columns,
+// so that rows can be written as conversations finish and streamed back
+// without holding the table in memory.
+const flowTableHeader = "#       START (UTC)                  DURATION   CLIENT                  SERVER                  STATE   HISTORY       C>S PKTS/BYTES      S>C PKTS/BYTES      ZERO-WIN  REXMIT\n"
+
+func flowRow(c *Conversation) string {
+	return fmt.Sprintf("%-7d %-28s %-10s %-23s %-23s %-7s %-13s %-19s %-19s %-9d %d\n",
+		c.ID, c.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), FormatDuration(c.Duration),
+		c.Client, c.Server, c.ConnState, Safe(c.History),
+		fmt.Sprintf("%d/%d", c.FromClient.Packets, c.FromClient.Bytes), fmt.Sprintf("%d/%d", c.FromServer.Packets, c.FromServer.Bytes),
+		len(c.ZeroWindows), c.FromClient.Retransmissions+c.FromServer.Retransmissions)
+}
+
 // WriteFlowTable prints one line per conversation, every conversation:
 // the `wiremortem flows` output.
 func (r *Result) WriteFlowTable(w io.Writer) error {
 	doc := r.Document
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tSTART (UTC)\tDURATION\tCLIENT\tSERVER\tSTATE\tHISTORY\tC>S PKTS/BYTES\tS>C PKTS/BYTES\tZERO-WIN\tREXMIT")
-	err := r.spool.each(func(c *Conversation) error {
-		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\n",
-			c.ID, c.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), FormatDuration(c.Duration),
-			c.Client, c.Server, c.ConnState, Safe(c.History),
-			c.FromClient.Packets, c.FromClient.Bytes, c.FromServer.Packets, c.FromServer.Bytes,
-			len(c.ZeroWindows), c.FromClient.Retransmissions+c.FromServer.Retransmissions)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Flush(); err != nil {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(flowTableHeader)
+	if err := r.spool.eachRow(bw); err != nil {
 		return err
 	}
 	p := doc.Summary.Packets
-	_, err = fmt.Fprintf(w, "%d conversations; %d packets: %d TCP, %d not TCP, %d IP fragments, %d malformed, %d unsupported link type; %d cut by the snap length\n",
+	fmt.Fprintf(bw, "%d conversations; %d packets: %d TCP, %d not TCP, %d IP fragments, %d malformed, %d unsupported link type; %d cut by the snap length\n",
 		doc.Summary.Conversations, p.Packets, p.TCP, p.NotTCP, p.Fragments, p.Malformed, p.UnsupportedLink, p.Truncated)
-	return err
+	return bw.Flush()
 }
 
 // FormatDuration prints a duration with millisecond precision, the way a

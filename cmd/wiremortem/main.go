@@ -153,6 +153,7 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 func runFlows(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("flows", "[--json] CAPTURE...", stderr)
 	asJSON := fs.Bool("json", false, "print the conversations as JSON (the analyze document's schema, see docs/json.md)")
+	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -167,7 +168,11 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := analysis.Run(ctx, inputs, analysis.Options{})
+	opts := analysis.Options{}
+	bar := newProgress(stderr, *quiet)
+	opts.Progress = bar.update
+	res, err := analysis.Run(ctx, inputs, opts)
+	bar.done()
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem flows:", analysis.Safe(err.Error()))
 		return exitInputError
@@ -188,6 +193,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("analyze", "[flags] FILE...", stderr)
 	jsonOut := fs.String("json", "", "write the full JSON document to `FILE` (- for standard output)")
+	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -207,7 +213,11 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := analysis.Run(ctx, inputs, analysis.Options{})
+	opts := analysis.Options{}
+	bar := newProgress(stderr, *quiet)
+	opts.Progress = bar.update
+	res, err := analysis.Run(ctx, inputs, opts)
+	bar.done()
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitInputError
