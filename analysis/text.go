@@ -78,3 +78,38 @@ func Safe(s string) string {
 	}
 	return b.String()
 }
+
+// WriteVerdict prints the short verdict `wiremortem analyze` shows: the
+// incidents, most severe first, one line each with the first flow, the
+// duration and the summary.
+func WriteVerdict(w io.Writer, doc *Document) error {
+	bw := bufio.NewWriter(w)
+	span := ""
+	if !doc.Summary.Start.IsZero() {
+		span = fmt.Sprintf(" (traffic %s to %s UTC)", doc.Summary.Start.UTC().Format("2006-01-02 15:04:05"), doc.Summary.End.UTC().Format("15:04:05"))
+	}
+	switch n := len(doc.Incidents); n {
+	case 0:
+		fmt.Fprintf(bw, "no incidents in %d conversations%s\n", doc.Summary.Conversations, span)
+	default:
+		fmt.Fprintf(bw, "%d incident%s in %d conversations%s\n", n, plural(n), doc.Summary.Conversations, span)
+	}
+	for _, inc := range doc.Incidents {
+		flow := ""
+		if len(inc.Flows) > 0 {
+			flow = inc.Flows[0].Client + " -> " + inc.Flows[0].Server
+			if more := len(inc.Flows) - 1 + inc.FlowsOmitted; more > 0 {
+				flow += fmt.Sprintf(" (+%d)", more)
+			}
+		}
+		fmt.Fprintf(bw, "  %-8s %-22s %-40s %8s  %s\n", strings.ToUpper(inc.Severity.String()), inc.Rule, flow, FormatDuration(inc.End.Sub(inc.Start)), Safe(inc.Summary))
+	}
+	return bw.Flush()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

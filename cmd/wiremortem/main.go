@@ -193,9 +193,15 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("analyze", "[flags] FILE...", stderr)
 	jsonOut := fs.String("json", "", "write the full JSON document to `FILE` (- for standard output)")
+	failOn := fs.String("fail-on", "", "exit 1 when an incident of this `severity` or worse is found (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	threshold, err := parseFailOn(*failOn)
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem analyze:", err)
+		return exitUsage
 	}
 	paths, err := expandInputs(fs.Args())
 	if err != nil {
@@ -230,9 +236,17 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *jsonOut != "-" {
-		fmt.Fprintf(stdout, "%d conversations, %d incidents\n", res.Document.Summary.Conversations, len(res.Document.Incidents))
+		analysis.WriteVerdict(stdout, res.Document)
 	}
-	return reportInputErrors(res, stderr)
+	code := reportInputErrors(res, stderr)
+	if code == exitOK && threshold >= 0 {
+		for _, inc := range res.Document.Incidents {
+			if inc.Severity >= threshold {
+				return exitIncidents
+			}
+		}
+	}
+	return code
 }
 
 func runBatch(args []string, stdout, stderr io.Writer) int {
@@ -246,14 +260,10 @@ func runBatch(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	var threshold rules.Severity = -1
-	if *failOn != "" {
-		s, err := rules.ParseSeverity(*failOn)
-		if err != nil {
-			fmt.Fprintln(stderr, "wiremortem batch:", err)
-			return exitUsage
-		}
-		threshold = s
+	threshold, err := parseFailOn(*failOn)
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem batch:", err)
+		return exitUsage
 	}
 	opts := batch.Options{Out: *out, Jobs: *jobs, RenderHTML: renderHTML}
 	if *shard != "" {
@@ -332,6 +342,14 @@ func writeIndex(out string, entries []batch.Entry) error {
 // renderHTML writes a group's HTML report; the full report arrives with the
 // htmlreport package's Write.
 var renderHTML func(io.Writer, *analysis.Result) error
+
+// parseFailOn reads --fail-on; -1 means not set.
+func parseFailOn(s string) (rules.Severity, error) {
+	if s == "" {
+		return -1, nil
+	}
+	return rules.ParseSeverity(s)
+}
 
 // reportInputErrors prints one line per damaged or unreadable input and
 // returns the exit code they call for.
