@@ -167,13 +167,12 @@ func warningFor(path string, err error) Warning {
 	return w
 }
 
-// openCapture is a capture file being read. Its SHA-256 is computed by a
-// second reader of the same file on another core, so hashing costs no time
-// on the packet path.
+// openCapture is a capture file being read once: the bytes the packet
+// reader takes are also hashed, on another core.
 type openCapture struct {
 	file   *os.File
+	hasher *hashingReader
 	reader *capture.Reader
-	digest chan string
 	info   InputFile
 }
 
@@ -191,39 +190,83 @@ func openCaptureFile(path string) (*openCapture, error) {
 		f.Close()
 		return nil, &capture.Error{File: path, Err: errors.New("is a directory, not a capture file")}
 	}
-	r, err := capture.NewReader(path, f)
+	h := newHashingReader(f)
+	r, err := capture.NewReader(path, h)
 	if err != nil {
+		h.sum()
 		f.Close()
 		return nil, err
 	}
 	info := r.Info()
-	oc := &openCapture{file: f, reader: r, digest: make(chan string, 1), info: InputFile{Path: path, Kind: KindCapture, Size: st.Size(), Capture: &info}}
-	go func() { oc.digest <- fileSHA256(path) }()
-	return oc, nil
-}
-
-// fileSHA256 hashes a file; an unreadable file hashes to "" (its read
-// error is reported by the reader).
-func fileSHA256(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return ""
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return &openCapture{file: f, hasher: h, reader: r, info: InputFile{Path: path, Kind: KindCapture, Size: st.Size(), Capture: &info}}, nil
 }
 
 // finish closes the file and collects its hash.
 func (oc *openCapture) finish() InputFile {
+	oc.info.SHA256 = oc.hasher.sum()
 	oc.reader.Close()
 	oc.file.Close()
-	oc.info.SHA256 = <-oc.digest
 	oc.info.Records = oc.reader.Records()
 	return oc.info
+}
+
+// hashingReader passes a file's bytes through and hashes them on its own
+// goroutine, so the file is read from disk once and hashing costs the
+// packet path only a copy.
+type hashingReader struct {
+	r      io.Reader
+	chunks chan []byte
+	free   chan []byte
+	result chan string
+	done   bool
+}
+
+func newHashingReader(r io.Reader) *hashingReader {
+	h := &hashingReader{r: r, chunks: make(chan []byte, 8), free: make(chan []byte, 8), result: make(chan string, 1)}
+	go func() {
+		sum := sha256.New()
+		for c := range h.chunks {
+			sum.Write(c)
+			select {
+			case h.free <- c[:0]:
+			default:
+			}
+		}
+		h.result <- hex.EncodeToString(sum.Sum(nil))
+	}()
+	return h
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 && !h.done {
+		var c []byte
+		select {
+		case c = <-h.free:
+		default:
+		}
+		h.chunks <- append(c, p[:n]...)
+	}
+	return n, err
+}
+
+// sum hashes whatever the packet reader left unread (after damage or an
+// interruption) and returns the file's SHA-256.
+func (h *hashingReader) sum() string {
+	if h.done {
+		return <-h.result
+	}
+	buf := make([]byte, 256<<10)
+	for {
+		if _, err := h.Read(buf); err != nil {
+			break
+		}
+	}
+	h.done = true
+	close(h.chunks)
+	s := <-h.result
+	h.result <- s
+	return s
 }
 
 // timedSource stops the merge when ctx is cancelled, reports progress and

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -59,6 +60,14 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	analysis.Version = toolVersion()
+	if path := os.Getenv("WIREMORTEM_CPUPROFILE"); path != "" {
+		// For performance work: a CPU profile of the whole command, read
+		// with `go tool pprof`.
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
