@@ -22,14 +22,22 @@ type Document struct {
 	Conversations []Conversation   `json:"conversations"`
 	// ConversationsOmitted counts conversations left out of the list by
 	// the cap (they still count in Summary and rules saw them all).
-	ConversationsOmitted int       `json:"conversations_omitted,omitempty"`
-	Warnings             []Warning `json:"warnings"`
+	ConversationsOmitted int `json:"conversations_omitted,omitempty"`
+	// Timeline holds the key events of every source in time order, capped
+	// to the most telling ones; TimelineOmitted counts the rest.
+	Timeline        []TimelineEvent `json:"timeline"`
+	TimelineOmitted int             `json:"timeline_omitted,omitempty"`
+	// Rates counts what happened per time step over the whole analysis.
+	Rates    Rates     `json:"rates"`
+	Warnings []Warning `json:"warnings"`
 }
 
 // Tool names the program that wrote the document.
 type Tool struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// CommandLine is the command that wrote the document, when known.
+	CommandLine []string `json:"command_line,omitempty"`
 }
 
 // Summary counts what was found.

@@ -34,6 +34,11 @@ type Options struct {
 	// MaxConversations caps the conversations listed in the document (the
 	// rest still count and are seen by rules). Default 100,000.
 	MaxConversations int
+	// MaxTimelineEvents caps the document's timeline. Default
+	// DefaultMaxTimelineEvents.
+	MaxTimelineEvents int
+	// CommandLine is recorded in the document (Tool.CommandLine).
+	CommandLine []string
 }
 
 // InputError is an input that could not be read at all, or only up to some
@@ -71,7 +76,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		opts.MaxConversations = 100_000
 	}
 	res := &Result{Document: &Document{
-		Tool:     Tool{Name: "wiremortem", Version: Version},
+		Tool:     Tool{Name: "wiremortem", Version: Version, CommandLine: opts.CommandLine},
 		Warnings: []Warning{},
 	}}
 	doc := res.Document
@@ -117,6 +122,8 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	for _, inc := range doc.Incidents {
 		doc.Summary.Incidents[inc.Severity.String()]++
 	}
+	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, nil, doc.Incidents, opts.MaxTimelineEvents)
+	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.MaxConversations))
 	for i, c := range convs {
 		if i >= opts.MaxConversations {
