@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"wiremortem/analysis"
+	"wiremortem/htmlreport"
 )
 
 // Exit codes.
@@ -183,8 +184,13 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("analyze", "[flags] FILE...", stderr)
 	jsonOut := fs.String("json", "", "write the full JSON document to `FILE` (- for standard output)")
+	htmlOut := fs.StringP("output", "o", "", "write the HTML report, one self-contained page, to `FILE` (- for standard output)")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *jsonOut == "-" && *htmlOut == "-" {
+		fmt.Fprintln(stderr, "wiremortem analyze: --json and -o cannot both write to standard output")
+		return exitUsage
 	}
 	paths, err := expandInputs(fs.Args())
 	if err != nil {
@@ -202,18 +208,25 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := analysis.Run(ctx, inputs, analysis.Options{})
+	res, err := analysis.Run(ctx, inputs, analysis.Options{CommandLine: append([]string{"wiremortem", "analyze"}, args...)})
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitInputError
 	}
 	if *jsonOut != "" {
-		if err := writeJSONFile(*jsonOut, stdout, res.Document); err != nil {
+		if err := writeOutput(*jsonOut, stdout, func(w io.Writer) error { return writeJSON(w, res.Document) }); err != nil {
 			fmt.Fprintln(stderr, "wiremortem analyze:", err)
 			return exitInputError
 		}
 	}
-	if *jsonOut != "-" {
+	if *htmlOut != "" {
+		write := func(w io.Writer) error { return htmlreport.Write(w, res.Document, htmlreport.Options{}) }
+		if err := writeOutput(*htmlOut, stdout, write); err != nil {
+			fmt.Fprintln(stderr, "wiremortem analyze:", err)
+			return exitInputError
+		}
+	}
+	if *jsonOut != "-" && *htmlOut != "-" {
 		fmt.Fprintf(stdout, "%d conversations, %d incidents\n", res.Document.Summary.Conversations, len(res.Document.Incidents))
 	}
 	return reportInputErrors(res, stderr)
@@ -285,15 +298,16 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func writeJSONFile(path string, stdout io.Writer, v any) error {
+// writeOutput writes to the file at path, or to stdout when path is "-".
+func writeOutput(path string, stdout io.Writer, write func(io.Writer) error) error {
 	if path == "-" {
-		return writeJSON(stdout, v)
+		return write(stdout)
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(f, v); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		return err
 	}
