@@ -23,13 +23,21 @@ type Document struct {
 	// first ones and those incidents cite, up to a cap. The JSON document
 	// lists every conversation: Result.WriteJSON streams them from disk.
 	Conversations []Conversation `json:"-"`
-	Warnings      []Warning      `json:"warnings"`
+	// Timeline holds the key events of every source in time order, capped
+	// to the most telling ones; TimelineOmitted counts the rest.
+	Timeline        []TimelineEvent `json:"timeline"`
+	TimelineOmitted int             `json:"timeline_omitted,omitempty"`
+	// Rates counts what happened per time step over the whole analysis.
+	Rates    Rates     `json:"rates"`
+	Warnings []Warning `json:"warnings"`
 }
 
 // Tool names the program that wrote the document.
 type Tool struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// CommandLine is the command that wrote the document, when known.
+	CommandLine []string `json:"command_line,omitempty"`
 }
 
 // Summary counts what was found.

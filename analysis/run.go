@@ -33,6 +33,11 @@ type Options struct {
 	// ReportConversations caps the conversations kept in memory for the
 	// HTML report (the JSON document lists them all). Default 2,000.
 	ReportConversations int
+	// MaxTimelineEvents caps the document's timeline. Default
+	// DefaultMaxTimelineEvents.
+	MaxTimelineEvents int
+	// CommandLine is recorded in the document (Tool.CommandLine).
+	CommandLine []string
 	// Progress, if set, is called every few thousand packets while
 	// captures are read.
 	Progress func(Progress)
@@ -89,7 +94,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{spool: spool, Document: &Document{
-		Tool:     Tool{Name: "wiremortem", Version: Version},
+		Tool:     Tool{Name: "wiremortem", Version: Version, CommandLine: opts.CommandLine},
 		Warnings: []Warning{},
 	}}
 	doc := res.Document
@@ -135,6 +140,8 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	for _, inc := range doc.Incidents {
 		doc.Summary.Incidents[inc.Severity.String()]++
 	}
+	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, nil, doc.Incidents, opts.MaxTimelineEvents)
+	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.ReportConversations))
 	for i, c := range convs {
 		conv := Conversation{Conversation: c}

@@ -19,6 +19,9 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		{"summary", d.Summary},
 		{"incidents", d.Incidents},
 		{"conversations", nil},
+		{"timeline", d.Timeline},
+		{"timeline_omitted", d.TimelineOmitted},
+		{"rates", d.Rates},
 		{"warnings", d.Warnings},
 	}
 	bw := &errWriter{w: w}

@@ -202,6 +202,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("analyze", "[flags] FILE...", stderr)
 	jsonOut := fs.String("json", "", "write the full JSON document to `FILE` (- for standard output)")
+	htmlOut := fs.StringP("output", "o", "", "write the HTML report, one self-contained page, to `FILE` (- for standard output)")
 	failOn := fs.String("fail-on", "", "exit 1 when an incident of this `severity` or worse is found (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	if code, ok := parse(fs, args); !ok {
@@ -210,6 +211,10 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	threshold, err := parseFailOn(*failOn)
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem analyze:", err)
+		return exitUsage
+	}
+	if *jsonOut == "-" && *htmlOut == "-" {
+		fmt.Fprintln(stderr, "wiremortem analyze: --json and -o cannot both write to standard output")
 		return exitUsage
 	}
 	paths, err := expandInputs(fs.Args())
@@ -228,7 +233,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := analysis.Options{}
+	opts := analysis.Options{CommandLine: append([]string{"wiremortem", "analyze"}, args...)}
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
 	res, err := analysis.Run(ctx, inputs, opts)
@@ -239,12 +244,18 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	defer res.Close()
 	if *jsonOut != "" {
-		if err := writeJSONFile(*jsonOut, stdout, res); err != nil {
+		if err := writeOutput(*jsonOut, stdout, res.WriteJSON); err != nil {
 			fmt.Fprintln(stderr, "wiremortem analyze:", err)
 			return exitInputError
 		}
 	}
-	if *jsonOut != "-" {
+	if *htmlOut != "" {
+		if err := writeOutput(*htmlOut, stdout, func(w io.Writer) error { return renderHTML(w, res) }); err != nil {
+			fmt.Fprintln(stderr, "wiremortem analyze:", err)
+			return exitInputError
+		}
+	}
+	if *jsonOut != "-" && *htmlOut != "-" {
 		analysis.WriteVerdict(stdout, res.Document)
 	}
 	code := reportInputErrors(res, stderr)
@@ -348,9 +359,10 @@ func writeIndex(out string, entries []batch.Entry) error {
 	return h.Close()
 }
 
-// renderHTML writes a group's HTML report; the full report arrives with the
-// htmlreport package's Write.
-var renderHTML func(io.Writer, *analysis.Result) error
+// renderHTML writes the HTML report of an analysis.
+func renderHTML(w io.Writer, res *analysis.Result) error {
+	return htmlreport.Write(w, res.Document, htmlreport.Options{})
+}
 
 // parseFailOn reads --fail-on; -1 means not set.
 func parseFailOn(s string) (rules.Severity, error) {
@@ -420,15 +432,16 @@ func expandInputs(args []string) ([]string, error) {
 	return out, nil
 }
 
-func writeJSONFile(path string, stdout io.Writer, res *analysis.Result) error {
+// writeOutput writes to the file at path, or to stdout when path is "-".
+func writeOutput(path string, stdout io.Writer, write func(io.Writer) error) error {
 	if path == "-" {
-		return res.WriteJSON(stdout)
+		return write(stdout)
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := res.WriteJSON(f); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		return err
 	}

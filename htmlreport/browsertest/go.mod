@@ -1,0 +1,20 @@
+module wiremortem/htmlreport/browsertest
+
+go 1.26
+
+require (
+	github.com/chromedp/cdproto v0.159.0
+	github.com/chromedp/chromedp v0.23.0
+	wiremortem v0.0.0
+)
+
+require (
+	github.com/go-echarts/go-echarts/v2 v2.6.7 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	github.com/gopacket/gopacket v1.7.7 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	golang.org/x/net v0.55.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+)
+
+replace wiremortem => ../..
