@@ -14,7 +14,7 @@ require (
 	github.com/gopacket/gopacket v1.7.7 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	golang.org/x/net v0.55.0 // indirect
-	golang.org/x/sys v0.45.0 // indirect
+	golang.org/x/sys v0.46.0 // indirect
 )
 
 replace wiremortem => ../..
