@@ -204,14 +204,15 @@ func ParseFormat(directive string) (*AccessFormat, error) {
 			s, strings.Join(NamedFormats(), ", "))}
 	}
 	if rest, ok := strings.CutPrefix(s, "log_format"); ok && rest != "" && isSpace(rest[0]) {
-		toks, err := configTokens(rest, base+len("log_format"))
+		toks, err := configTokens(s, base)
 		if err != nil {
 			return nil, err
 		}
-		if len(toks) < 2 {
+		args := statementArgs(toks[1:])
+		if len(args) < 2 {
 			return nil, &FormatError{Offset: base, Problem: "log_format needs a name and a format string"}
 		}
-		return compileDirectiveArgs(toks[0].text, toks[1:])
+		return compileDirectiveArgs(args[0].text, args[1:])
 	}
 	if s[0] == '\'' || s[0] == '"' || strings.HasPrefix(s, "escape=") {
 		toks, err := configTokens(s, base)
@@ -220,6 +221,57 @@ func ParseFormat(directive string) (*AccessFormat, error) {
 		}
 	}
 	return compileFormat("", EscapeDefault, s, base)
+}
+
+// ParseConfigFormats compiles every log_format directive in the text of an
+// nginx configuration file, keyed by name, plus the built-in "combined".
+// It reads one file: include directives are not followed.
+func ParseConfigFormats(conf string) (map[string]*AccessFormat, error) {
+	toks, err := configTokens(conf, 0)
+	if err != nil {
+		return nil, err
+	}
+	combined, err := ParseFormat(DefaultFormatName)
+	if err != nil {
+		return nil, err
+	}
+	formats := map[string]*AccessFormat{DefaultFormatName: combined}
+	atStatementStart := true
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if t.punct {
+			atStatementStart = true
+			continue
+		}
+		if !atStatementStart || t.quoted || t.text != "log_format" {
+			atStatementStart = false
+			continue
+		}
+		args := statementArgs(toks[i+1:])
+		i += len(args)
+		if len(args) < 2 {
+			return nil, &FormatError{Offset: t.offset, Problem: "log_format needs a name and a format string"}
+		}
+		if _, dup := formats[args[0].text]; dup {
+			return nil, &FormatError{Offset: args[0].offset, Problem: fmt.Sprintf("duplicate log_format name %q", args[0].text)}
+		}
+		f, err := compileDirectiveArgs(args[0].text, args[1:])
+		if err != nil {
+			return nil, err
+		}
+		formats[f.Name] = f
+	}
+	return formats, nil
+}
+
+// statementArgs returns the tokens up to the next ";", "{" or "}".
+func statementArgs(toks []configToken) []configToken {
+	for i, t := range toks {
+		if t.punct {
+			return toks[:i]
+		}
+	}
+	return toks
 }
 
 func compileDirectiveArgs(name string, args []configToken) (*AccessFormat, error) {
@@ -277,13 +329,16 @@ func isNameByte(c byte) bool {
 type configToken struct {
 	text   string
 	quoted bool
+	punct  bool // ";", "{" or "}"
 	offset int
 }
 
-// configTokens splits nginx.conf arguments the way ngx_conf_read_token
-// does: whitespace separates, '#' starts a comment, single or double quotes
-// group, and inside quotes a backslash escapes the quote, a backslash, or
-// stands for \t, \r, \n; before any other byte it stays as written.
+// configTokens splits nginx.conf text the way ngx_conf_read_token does:
+// whitespace separates, "#" starts a comment, ";", "{" and "}" end
+// statements, single or double quotes group, and inside quotes a backslash
+// escapes the quote or a backslash, or stands for \t, \r, \n; before any
+// other byte it stays as written. A "{" right after "$" opens a variable
+// name, as in "${name}".
 func configTokens(s string, base int) ([]configToken, error) {
 	var toks []configToken
 	i := 0
@@ -296,6 +351,9 @@ func configTokens(s string, base int) ([]configToken, error) {
 			for i < len(s) && s[i] != '\n' {
 				i++
 			}
+		case c == ';' || c == '{' || c == '}':
+			toks = append(toks, configToken{text: s[i : i+1], punct: true, offset: base + i})
+			i++
 		case c == '\'' || c == '"':
 			start := i
 			var b strings.Builder
@@ -328,19 +386,23 @@ func configTokens(s string, base int) ([]configToken, error) {
 				b.WriteByte(s[i])
 				i++
 			}
-			if i < len(s) && !isSpace(s[i]) && s[i] != ';' {
+			if i < len(s) && !isSpace(s[i]) && s[i] != ';' && s[i] != '{' && s[i] != '}' {
 				return nil, &FormatError{Offset: base + i, Problem: fmt.Sprintf("unexpected %q after a quoted string", s[i])}
 			}
 			toks = append(toks, configToken{text: b.String(), quoted: true, offset: base + start})
 		default:
 			start := i
-			for i < len(s) && !isSpace(s[i]) && s[i] != ';' {
+			inVariable := false
+			for i < len(s) && !isSpace(s[i]) && (inVariable || (s[i] != ';' && s[i] != '{' && s[i] != '}')) {
+				switch {
+				case s[i] == '{' && i > start && s[i-1] == '$':
+					inVariable = true
+				case s[i] == '}':
+					inVariable = false
+				}
 				i++
 			}
 			toks = append(toks, configToken{text: s[start:i], offset: base + start})
-			if i < len(s) && s[i] == ';' {
-				i++
-			}
 		}
 	}
 	return toks, nil

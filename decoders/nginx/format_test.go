@@ -134,3 +134,35 @@ func TestParseFormatErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestParseConfigFormats(t *testing.T) {
+	conf := `
+http {
+    # log_format commented '$status';
+    log_format  short  '$remote_addr $status';
+    log_format js escape=json '{"s":$status,'
+                              '"v":"${connection}"}';
+    server { access_log /var/log/x.log short; location / { return 200 "log_format x"; } }
+}`
+	formats, err := ParseConfigFormats(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for name, f := range formats {
+		got[name] = string(f.Escape) + " " + f.Text
+	}
+	want := map[string]string{
+		"combined": "default " + namedFormats["combined"],
+		"short":    "default $remote_addr $status",
+		"js":       `json {"s":$status,"v":"${connection}"}`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+
+	_, err = ParseConfigFormats("log_format a '$status'; log_format a '$msec';")
+	if err == nil || !strings.Contains(err.Error(), `byte 35: duplicate log_format name "a"`) {
+		t.Errorf("duplicate name: err = %v", err)
+	}
+}
