@@ -251,7 +251,7 @@ func (f *AccessFormat) parse(line string, rec *AccessRecord, zones *zoneCache) *
 		if !ok {
 			return &mismatch{ReasonBadValue, fmt.Sprintf("byte %d: $%s: bad escape in %q", pos, p.field.name, raw)}
 		}
-		if problem := rec.set(p.field, value, &times, &lists, zones); problem != "" {
+		if problem := rec.set(p.field, value, pos, &times, &lists, zones); problem != "" {
 			return &mismatch{ReasonBadValue, fmt.Sprintf("byte %d: $%s: %s", pos, p.field.name, problem)}
 		}
 		pos = end
@@ -260,7 +260,10 @@ func (f *AccessFormat) parse(line string, rec *AccessRecord, zones *zoneCache) *
 		return &mismatch{ReasonFormatMismatch, fmt.Sprintf("byte %d: unexpected text after the format's end: %q", pos, excerptAt(line, pos, 32))}
 	}
 	times.apply(rec)
-	rec.Upstreams = lists.zip()
+	var problem string
+	if rec.Upstreams, problem = lists.zip(); problem != "" {
+		return &mismatch{ReasonBadValue, problem}
+	}
 	return nil
 }
 
@@ -366,7 +369,7 @@ func (f *AccessFormat) unescape(raw string) (string, bool) {
 }
 
 // set stores one variable's value in the record, or says why it cannot.
-func (r *AccessRecord) set(fd field, v string, times *timeSources, lists *upstreamLists, zones *zoneCache) string {
+func (r *AccessRecord) set(fd field, v string, at int, times *timeSources, lists *upstreamLists, zones *zoneCache) string {
 	if v == "" && fd.kind != kindHeader && fd.kind != kindOther {
 		return ""
 	}
@@ -459,7 +462,7 @@ func (r *AccessRecord) set(fd field, v string, times *timeSources, lists *upstre
 			return fmt.Sprintf("%q is not a count", v)
 		}
 	case kindUpstreamAddr, kindUpstreamStatus, kindUpstreamConnectTime, kindUpstreamHeaderTime, kindUpstreamResponseTime:
-		return lists.set(fd.kind, v)
+		lists.set(fd.kind, v, at)
 	case kindHeader:
 		r.Headers = append(r.Headers, Variable{Name: fd.name[len("http_"):], Value: v})
 	default:
@@ -516,99 +519,123 @@ func (t timeSources) apply(r *AccessRecord) {
 // upstreamLists holds the $upstream_* lists of one line until they are
 // zipped into attempts.
 type upstreamLists struct {
-	addrs, statuses, connect, header, response []listItem
+	addr, status, connect, header, response listValue
 }
 
-type listItem struct {
-	group int
-	value string
+// listValue is one list as logged and its byte offset in the line.
+type listValue struct {
+	s  string
+	at int
 }
 
-func (l *upstreamLists) set(kind fieldKind, v string) string {
-	items := splitUpstreamList(v)
+func (l *upstreamLists) set(kind fieldKind, v string, at int) {
+	lv := listValue{v, at}
 	switch kind {
 	case kindUpstreamAddr:
-		l.addrs = items
+		l.addr = lv
 	case kindUpstreamStatus:
-		l.statuses = items
+		l.status = lv
 	case kindUpstreamConnectTime:
-		l.connect = items
+		l.connect = lv
 	case kindUpstreamHeaderTime:
-		l.header = items
+		l.header = lv
 	default:
-		l.response = items
+		l.response = lv
 	}
-	for _, it := range items {
-		if it.value == "" || it.value == "-" {
-			continue
-		}
-		switch kind {
-		case kindUpstreamStatus:
-			if _, ok := parseUint(it.value, 999); !ok {
-				return fmt.Sprintf("%q is not a status code", it.value)
-			}
-		case kindUpstreamConnectTime, kindUpstreamHeaderTime, kindUpstreamResponseTime:
-			if _, ok := parseDecimalNanos(it.value); !ok {
-				return fmt.Sprintf("%q is not a time in seconds", it.value)
-			}
-		}
-	}
-	return ""
 }
 
-// splitUpstreamList splits "a, b : c" into items tagged with their group.
-func splitUpstreamList(v string) []listItem {
-	var items []listItem
-	group := 0
-	for _, g := range strings.Split(v, " : ") {
-		for _, it := range strings.Split(g, ", ") {
-			items = append(items, listItem{group: group, value: it})
-		}
-		group++
-	}
-	return items
-}
-
-func (l *upstreamLists) zip() []UpstreamAttempt {
-	n := max(len(l.addrs), len(l.statuses), len(l.connect), len(l.header), len(l.response))
+// zip pairs the lists' items by position into attempts, or says which item
+// is not what its variable holds.
+func (l *upstreamLists) zip() ([]UpstreamAttempt, string) {
+	n := max(listLen(l.addr.s), listLen(l.status.s), listLen(l.connect.s), listLen(l.header.s), listLen(l.response.s))
 	if n == 0 {
-		return nil
+		return nil, ""
 	}
 	out := make([]UpstreamAttempt, n)
-	for i := range out {
-		a := &out[i]
-		if v, g, ok := itemAt(l.addrs, i); ok {
-			a.Group = g
-			if v != "-" {
-				a.Addr = v
-				a.AddrPort, _ = netip.ParseAddrPort(v)
+	addr := listCursor{s: l.addr.s}
+	for i := 0; addr.next(); i++ {
+		out[i].Group = addr.group
+		if addr.item != "-" {
+			out[i].Addr = addr.item
+			out[i].AddrPort, _ = netip.ParseAddrPort(addr.item)
+		}
+	}
+	status := listCursor{s: l.status.s}
+	for i := 0; status.next(); i++ {
+		out[i].Group = status.group
+		if status.item == "-" {
+			continue
+		}
+		n, ok := parseUint(status.item, 999)
+		if !ok {
+			return nil, fmt.Sprintf("byte %d: $upstream_status: %q is not a status code", l.status.at, status.item)
+		}
+		out[i].Status = int(n)
+	}
+	for _, d := range []struct {
+		name string
+		list listValue
+		set  func(*UpstreamAttempt, time.Duration)
+	}{
+		{"upstream_connect_time", l.connect, func(a *UpstreamAttempt, d time.Duration) { a.ConnectTime = d }},
+		{"upstream_header_time", l.header, func(a *UpstreamAttempt, d time.Duration) { a.HeaderTime = d }},
+		{"upstream_response_time", l.response, func(a *UpstreamAttempt, d time.Duration) { a.ResponseTime = d }},
+	} {
+		c := listCursor{s: d.list.s}
+		for i := 0; c.next(); i++ {
+			out[i].Group = c.group
+			if c.item == "-" {
+				continue
 			}
+			ns, ok := parseDecimalNanos(c.item)
+			if !ok {
+				return nil, fmt.Sprintf("byte %d: $%s: %q is not a time in seconds", d.list.at, d.name, c.item)
+			}
+			d.set(&out[i], time.Duration(ns))
 		}
-		if v, g, ok := itemAt(l.statuses, i); ok {
-			a.Group = g
-			n, _ := parseUint(v, 999)
-			a.Status = int(n)
-		}
-		a.ConnectTime = durationAt(l.connect, i, &a.Group)
-		a.HeaderTime = durationAt(l.header, i, &a.Group)
-		a.ResponseTime = durationAt(l.response, i, &a.Group)
 	}
-	return out
+	return out, ""
 }
 
-func itemAt(items []listItem, i int) (string, int, bool) {
-	if i >= len(items) {
-		return "", 0, false
-	}
-	return items[i].value, items[i].group, true
-}
-
-func durationAt(items []listItem, i int, group *int) time.Duration {
-	v, g, ok := itemAt(items, i)
-	if !ok {
+// listLen counts the items of "a, b : c".
+func listLen(s string) int {
+	if s == "" {
 		return 0
 	}
-	*group = g
-	ns, _ := parseDecimalNanos(v)
-	return time.Duration(ns)
+	return 1 + strings.Count(s, ", ") + strings.Count(s, " : ")
+}
+
+// listCursor walks the items of "a, b : c", counting groups at " : ".
+type listCursor struct {
+	s     string
+	pos   int
+	item  string
+	group int
+	seen  bool
+}
+
+func (c *listCursor) next() bool {
+	if c.s == "" || c.pos > len(c.s) {
+		return false
+	}
+	if c.seen && strings.HasPrefix(c.s[c.pos-3:], " : ") {
+		c.group++
+	}
+	c.seen = true
+	rest := c.s[c.pos:]
+	end := len(rest)
+	sep := 0
+	if i := strings.Index(rest, ", "); i >= 0 {
+		end, sep = i, 2
+	}
+	if i := strings.Index(rest[:end], " : "); i >= 0 {
+		end, sep = i, 3
+	}
+	c.item = rest[:end]
+	if sep == 0 {
+		c.pos = len(c.s) + 1
+	} else {
+		c.pos += end + sep
+	}
+	return true
 }

@@ -238,6 +238,12 @@ func TestAccessParseMismatch(t *testing.T) {
 			wantErr: `bad value: byte 6: $request_uri: bad escape in "/a\\qb"`,
 		},
 		{
+			name:    "upstream time not a number",
+			format:  `'$status $upstream_response_time'`,
+			line:    `200 0.001, 1e3 : -`,
+			wantErr: `bad value: byte 4: $upstream_response_time: "1e3" is not a time in seconds`,
+		},
+		{
 			name:    "upstream status not a number",
 			format:  `'$upstream_status'`,
 			line:    `502, x`,

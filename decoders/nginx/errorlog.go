@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
@@ -123,8 +122,11 @@ type ErrorScanner struct {
 	clock *time.Location
 	tally logline.Tally
 
-	// pending is a message whose last line may still be to come.
+	// pending is a message whose last line may still be to come. Its text
+	// after the prefix is pendingText while it has one line; continuation
+	// lines are joined in pendingBody.
 	pending     *ErrorRecord
+	pendingText string
 	pendingBody []byte
 	pendingLast int64 // number of the pending message's last line so far
 	// overflowing is set after a message went over the cap, until the
@@ -168,7 +170,7 @@ func (s *ErrorScanner) Scan() bool {
 		s.consume(line)
 	}
 	s.current = s.queue[0]
-	s.queue = s.queue[1:]
+	s.queue = append(s.queue[:0], s.queue[1:]...)
 	return true
 }
 
@@ -203,19 +205,22 @@ func (s *ErrorScanner) consume(line logline.Line) {
 		s.overflowing = false
 		rec.Ref, rec.Offset, rec.Lines = s.lines.Ref(line), line.Offset, 1
 		s.tally.ParsedLines++
-		s.pending, s.pendingBody, s.pendingLast = rec, append(s.pendingBody[:0], body...), line.Number
+		s.pending, s.pendingText, s.pendingLast = rec, body, line.Number
 		if hasTail(body) {
 			s.flush()
 		}
 	case problem != "":
 		s.flush()
 		s.reject(line, ReasonBadPrefix, problem)
-	case s.pending != nil && len(s.pendingBody)+int(line.Number-s.pendingLast)+len(text) <= s.lines.Cap():
+	case s.pending != nil && s.pendingLen()+int(line.Number-s.pendingLast)+len(text) <= s.lines.Cap():
 		// nginx starts every message with a timestamp, so a line without one
 		// continues the message before it (as filebeat's multiline rule for
 		// the nginx error log also assumes). Blank lines in between are
 		// tallied as blank and kept in the message as empty lines.
 		s.tally.ParsedLines++
+		if s.pending.Lines == 1 {
+			s.pendingBody = append(s.pendingBody[:0], s.pendingText...)
+		}
 		for n := s.pendingLast; n < line.Number; n++ {
 			s.pendingBody = append(s.pendingBody, '\n')
 		}
@@ -226,12 +231,23 @@ func (s *ErrorScanner) consume(line logline.Line) {
 			s.flush()
 		}
 	case s.pending != nil || s.overflowing:
+		detail := "the message before it went over the cap"
+		if s.pending != nil {
+			detail = fmt.Sprintf("the message before it is already %d bytes", s.pendingLen())
+		}
 		s.flush()
 		s.overflowing = true
-		s.reject(line, ReasonMessageOverCap, fmt.Sprintf("the message before it is already %d bytes", len(s.pendingBody)))
+		s.reject(line, ReasonMessageOverCap, detail)
 	default:
 		s.reject(line, ReasonNoTimestamp, fmt.Sprintf("starts with %q", excerptAt(text, 0, 24)))
 	}
+}
+
+func (s *ErrorScanner) pendingLen() int {
+	if s.pending.Lines == 1 {
+		return len(s.pendingText)
+	}
+	return len(s.pendingBody)
 }
 
 // flush finishes the pending message and queues it.
@@ -239,7 +255,11 @@ func (s *ErrorScanner) flush() {
 	if s.pending == nil {
 		return
 	}
-	s.pending.fillBody(string(s.pendingBody))
+	if s.pending.Lines == 1 {
+		s.pending.fillBody(s.pendingText)
+	} else {
+		s.pending.fillBody(string(s.pendingBody))
+	}
 	s.queue = append(s.queue, errorEntry{record: s.pending})
 	s.tally.Records++
 	s.pending = nil
@@ -356,28 +376,34 @@ var tailFields = [...]tailField{
 // fillBody splits the text after the prefix into message, errno, context
 // and fields. It works from the right: the fields are last, and the values
 // of request, host and referrer are the client's bytes, unescaped, so they
-// may hold commas, quotes and even text like ", host: ". Taking the fields
-// in reverse order, each at the last place its marker occurs, is right
-// unless a value holds its own field's marker.
+// may hold commas, quotes and even text like ", host: ". Walking the ", "
+// from right to left, a field is taken where its marker starts a value that
+// runs to the end of what is left (quoted values whole in quotes), and
+// only fields that come earlier in nginx's order are looked for after it.
 func (r *ErrorRecord) fillBody(body string) {
 	rest := body
 	var found [len(tailFields)]string
 	var have [len(tailFields)]bool
-	for k := len(tailFields) - 1; k >= 0; k-- {
-		f := tailFields[k]
-		i := strings.LastIndex(rest, f.marker)
+	limit := len(tailFields)
+	for pos := len(rest); limit > 0; {
+		i := strings.LastIndexByte(rest[:pos], ',')
 		if i < 0 {
+			break
+		}
+		pos = i
+		k := markerAt(rest[i:], limit)
+		if k < 0 {
 			continue
 		}
-		v := rest[i+len(f.marker):]
-		if !validFieldValue(v, f.quoted) {
+		v := rest[i+len(tailFields[k].marker):]
+		if !validFieldValue(v, tailFields[k].quoted) {
 			continue
 		}
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
 		found[k], have[k] = v, true
-		rest = rest[:i]
+		rest, limit = rest[:i], k
 	}
 	for k, f := range tailFields {
 		if !have[k] {
@@ -417,6 +443,20 @@ func (r *ErrorRecord) fillBody(body string) {
 	}
 	r.Message = rest
 	r.Call = callName(rest)
+}
+
+// markerAt returns the index of the tail field whose marker s starts with,
+// among the first limit fields, or -1.
+func markerAt(s string, limit int) int {
+	if len(s) < 3 || s[1] != ' ' {
+		return -1
+	}
+	for k := range limit {
+		if strings.HasPrefix(s, tailFields[k].marker) {
+			return k
+		}
+	}
+	return -1
 }
 
 func validFieldValue(v string, quoted bool) bool {
@@ -467,13 +507,9 @@ func callName(msg string) string {
 // upstreamAddrPort finds the IP address and port in an upstream field:
 // "http://127.0.0.1:8080/ws", "127.0.0.1:8080", "[::1]:443".
 func upstreamAddrPort(v string) netip.AddrPort {
-	if ap, err := netip.ParseAddrPort(v); err == nil {
-		return ap
+	if _, rest, ok := strings.Cut(v, "://"); ok {
+		v, _, _ = strings.Cut(rest, "/")
 	}
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" {
-		return netip.AddrPort{}
-	}
-	ap, _ := netip.ParseAddrPort(u.Host)
+	ap, _ := netip.ParseAddrPort(v)
 	return ap
 }

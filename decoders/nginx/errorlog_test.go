@@ -96,6 +96,12 @@ func TestParseErrorLine(t *testing.T) {
 				Host: "real", Referrer: "http://r/, client: 9.9.9.9"},
 		},
 		{
+			name: "a host header holding its own marker",
+			line: `2026/11/22 10:00:00 [error] 9#9: *6 x, client: 1.2.3.4, server: s, request: "GET / HTTP/1.1", host: "h", host: x"`,
+			want: ErrorRecord{Lines: 1, Time: at(2026, 11, 22, 10, 0, 0), Level: LevelError, PID: 9, TID: 9, Connection: 6,
+				Message: "x", Client: "1.2.3.4", ClientAddr: addr("1.2.3.4"), Server: "s", Request: "GET / HTTP/1.1", Host: `h", host: x`},
+		},
+		{
 			// nginx-issue-excerpts: engintron/engintron#1333.
 			name: "IPv4-mapped client, SSL handshake to upstream",
 			line: `2021/06/18 14:49:16 [error] 1379645#1379645: *73 peer closed connection in SSL handshake (104: Connection reset by peer) while SSL handshaking to upstream, client: ::ffff:62.210.78.76, server: localhost, request: "GET /x/ HTTP/1.1", upstream: "https://85.10.200.69:8443/x/", host: "agsksa.com"`,

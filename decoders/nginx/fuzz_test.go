@@ -13,8 +13,7 @@ import (
 // and adjacent variables told apart by their shape.
 var fuzzFormats = []string{
 	"combined",
-	`'$remote_addr:$remote_port $connection $connection_requests [$time_local] "$request" $status $body_bytes_sent $bytes_sent ` +
-		`$request_time "$upstream_addr" "$upstream_status" "$upstream_connect_time" "$upstream_response_time" "$http_user_agent" $host $server_port $msec'`,
+	labTextFormat,
 	`escape=json '{"time":"$time_iso8601","remote_addr":"$remote_addr","request":"$request","status":$status,"up":"$upstream_addr","x":"$ssl_protocol"}'`,
 	`'$host$request_uri $status$request_time $upstream_response_time $server_addr:$server_port $request_method $server_protocol'`,
 	`escape=none '$remote_user|$http_x|$upstream_header_time'`,

@@ -14,6 +14,10 @@ import (
 // logs must agree on every request, and every error line about a request
 // must join to its access line by connection serial number.
 
+// labTextFormat is lab_text of testdata/log_formats.conf.
+const labTextFormat = `'$remote_addr:$remote_port $connection $connection_requests [$time_local] "$request" $status $body_bytes_sent $bytes_sent ` +
+	`$request_time "$upstream_addr" "$upstream_status" "$upstream_connect_time" "$upstream_response_time" "$http_user_agent" $host $server_port $msec'`
+
 func labFormats(t *testing.T) map[string]*AccessFormat {
 	t.Helper()
 	conf, err := os.ReadFile(filepath.Join("testdata", "log_formats.conf"))
@@ -23,6 +27,9 @@ func labFormats(t *testing.T) map[string]*AccessFormat {
 	formats, err := ParseConfigFormats(string(conf))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if formats["lab_text"].Text != mustFormat(t, labTextFormat).Text {
+		t.Fatalf("lab_text in log_formats.conf is not labTextFormat")
 	}
 	return formats
 }
