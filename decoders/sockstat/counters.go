@@ -107,10 +107,13 @@ type Counter struct {
 
 // parseNetstatStatsLine parses one line of netstat -s in section: prose
 // with a number ("    20 times the listen queue of a socket overflowed")
-// or "Name: value" for the counters netstat has no prose for.
+// or "Name: value" for the counters netstat has no prose for. netstat
+// indents them; an unindented line (pasted, reflowed) is taken only when
+// its prose is one netstatProse knows.
 func parseNetstatStatsLine(line, section string) (Counter, bool) {
 	text := strings.TrimSpace(line)
-	if name, value, found := strings.Cut(text, ": "); found && !strings.ContainsRune(name, ' ') {
+	indented := len(line) > 0 && (line[0] == ' ' || line[0] == '\t')
+	if name, value, found := strings.Cut(text, ": "); found && indented && !strings.ContainsRune(name, ' ') {
 		n, ok := parseInt64(value)
 		if !ok {
 			return Counter{}, false
@@ -127,6 +130,9 @@ func parseNetstatStatsLine(line, section string) (Counter, bool) {
 		prose := strings.Join(words, " ")
 		if name, known := netstatProse[prose]; known && (section == "" || strings.HasPrefix(name, section)) {
 			return Counter{Tool: ToolNetstatStats, Name: name, Value: n}, true
+		}
+		if !indented {
+			return Counter{}, false
 		}
 		if section != "" {
 			prose = section + ": " + prose

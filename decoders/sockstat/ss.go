@@ -59,7 +59,7 @@ func ssTokens(line string) []string {
 // line is not shaped like one, and a problem when it is but a field is bad.
 func parseSSLine(line string) (sock Socket, ok bool, problem string) {
 	toks := ssTokens(line)
-	if len(toks) < 4 {
+	if len(toks) < 2 {
 		return Socket{}, false, ""
 	}
 	sock = Socket{Tool: ToolSS, Proto: "tcp"}
@@ -73,7 +73,7 @@ func parseSSLine(line string) (sock Socket, ok bool, problem string) {
 		toks = toks[1:]
 	case otherNetids[toks[0]]:
 		return Socket{}, true, fmt.Sprintf("not an internet socket: Netid %q", toks[0])
-	case isDigits(toks[0]):
+	case isDigits(toks[0]) && len(toks) >= 4:
 		// ss with a state filter prints no State column.
 	default:
 		return Socket{}, false, ""
