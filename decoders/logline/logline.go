@@ -60,8 +60,8 @@ func (o Options) LineCap() int {
 // Line is one line of input.
 type Line struct {
 	// Text is the line without its "\n" or "\r\n". For a TooLong line it
-	// holds only the first MaxExcerptBytes bytes. It is valid until the next
-	// call to Next.
+	// holds only its first bytes, at most MaxExcerptBytes and the cap. It
+	// is valid until the next call to Next.
 	Text []byte
 	// Number is the 1-based line number.
 	Number int64
@@ -103,13 +103,13 @@ func (r *Reader) Next() (Line, error) {
 		line := Line{Text: text, Number: r.number, Offset: start, Length: int64(len(text))}
 		if len(text) > r.max {
 			line.TooLong = true
-			line.Text = text[:min(len(text), MaxExcerptBytes)]
+			line.Text = text[:min(MaxExcerptBytes, r.max)]
 		}
 		return line, nil
 	case err == io.EOF:
 		return Line{}, io.EOF
 	case errors.Is(err, bufio.ErrBufferFull):
-		r.excerpt = append(r.excerpt[:0], chunk[:min(len(chunk), MaxExcerptBytes)]...)
+		r.excerpt = append(r.excerpt[:0], chunk[:min(len(chunk), MaxExcerptBytes, r.max)]...)
 		total := int64(len(chunk))
 		for errors.Is(err, bufio.ErrBufferFull) {
 			chunk, err = r.br.ReadSlice('\n')
