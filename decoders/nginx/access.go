@@ -599,8 +599,11 @@ func (l *upstreamLists) zip() ([]UpstreamAttempt, string) {
 
 // listLen counts the items of "a, b : c".
 func listLen(s string) int {
-	if s == "" {
+	switch {
+	case s == "":
 		return 0
+	case strings.IndexByte(s, ' ') < 0:
+		return 1
 	}
 	return 1 + strings.Count(s, ", ") + strings.Count(s, " : ")
 }
@@ -625,11 +628,13 @@ func (c *listCursor) next() bool {
 	rest := c.s[c.pos:]
 	end := len(rest)
 	sep := 0
-	if i := strings.Index(rest, ", "); i >= 0 {
-		end, sep = i, 2
-	}
-	if i := strings.Index(rest[:end], " : "); i >= 0 {
-		end, sep = i, 3
+	if strings.IndexByte(rest, ' ') >= 0 {
+		if i := strings.Index(rest, ", "); i >= 0 {
+			end, sep = i, 2
+		}
+		if i := strings.Index(rest[:end], " : "); i >= 0 {
+			end, sep = i, 3
+		}
 	}
 	c.item = rest[:end]
 	if sep == 0 {

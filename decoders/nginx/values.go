@@ -200,7 +200,7 @@ func hexValue(c byte) (byte, bool) {
 // unescapeHex undoes nginx's default access-log escaping (\xHH, see
 // ngx_http_log_escape). A backslash not followed by xHH stays as written.
 func unescapeHex(s string) string {
-	i := strings.Index(s, `\x`)
+	i := strings.IndexByte(s, '\\')
 	if i < 0 {
 		return s
 	}

@@ -94,6 +94,10 @@ var netstatProse = map[string]string{
 type Counter struct {
 	// Ref is the file and line.
 	Ref evidence.Ref `json:"ref"`
+	// Time is the snapshot's time (zero when the file has no timestamps).
+	Time time.Time `json:"time,omitzero"`
+	// TimeHasZone is true when Time came with its zone or offset.
+	TimeHasZone bool `json:"time_has_zone"`
 	// Tool is the program that printed it.
 	Tool Tool `json:"tool"`
 	// Name is the counter's nstat name ("TcpExtListenOverflows") when
@@ -195,6 +199,10 @@ type CounterDelta struct {
 	Interval time.Duration `json:"interval_ns,omitempty"`
 	// Ref is the counter's line in the later snapshot.
 	Ref evidence.Ref `json:"ref"`
+	// Time is the later snapshot's time.
+	Time time.Time `json:"time,omitzero"`
+	// TimeHasZone is true when Time came with its zone or offset.
+	TimeHasZone bool `json:"time_has_zone"`
 }
 
 // CounterDeltas compares the counters two snapshots share, sorted by name.
@@ -210,7 +218,8 @@ func CounterDeltas(before, after *Snapshot) []CounterDelta {
 	var out []CounterDelta
 	for _, c := range after.Counters {
 		if v, ok := old[c.Name]; ok {
-			out = append(out, CounterDelta{Name: c.Name, Before: v, After: c.Value, Delta: c.Value - v, Interval: interval, Ref: c.Ref})
+			out = append(out, CounterDelta{Name: c.Name, Before: v, After: c.Value, Delta: c.Value - v, Interval: interval,
+				Ref: c.Ref, Time: c.Time, TimeHasZone: c.TimeHasZone})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

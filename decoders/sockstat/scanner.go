@@ -289,6 +289,7 @@ func (s *Scanner) addCounter(line logline.Line, c Counter) {
 	}
 	s.counters[c.Name] = true
 	c.Ref = s.lines.Ref(line)
+	c.Time, c.TimeHasZone = s.cur.Time, s.cur.TimeHasZone
 	s.cur.Counters = append(s.cur.Counters, c)
 	s.parsed()
 }

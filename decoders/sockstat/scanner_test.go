@@ -143,7 +143,7 @@ func TestScannerBoundaries(t *testing.T) {
 	if est.Info == nil || est.Info.Raw != "cubic rto:204 cwnd:10 skmem:(r0,rb131072)" || est.Info.CWnd != 10 || !est.Time.Equal(got.snapshots[4].Time) || !est.TimeHasZone {
 		t.Errorf("socket with details %+v %+v", est, est.Info)
 	}
-	if c, ok := got.snapshots[4].Counter("TcpOutRsts"); !ok || c.Value != 3 || c.Tool != ToolNetstatStats {
+	if c, ok := got.snapshots[4].Counter("TcpOutRsts"); !ok || c.Value != 3 || c.Tool != ToolNetstatStats || !c.Time.Equal(got.snapshots[4].Time) || c.Ref.Line != 19 {
 		t.Errorf("TcpOutRsts %+v", c)
 	}
 }
@@ -165,12 +165,13 @@ func TestScannerCaps(t *testing.T) {
 
 func TestCounterDeltas(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	t1 := t0.Add(2 * time.Second)
 	before := &Snapshot{Time: t0, Counters: []Counter{{Name: "B", Value: 5}, {Name: "A", Value: 10}, {Name: "gone", Value: 1}}}
-	after := &Snapshot{Time: t0.Add(2 * time.Second), Counters: []Counter{{Name: "A", Value: 12}, {Name: "B", Value: 1}, {Name: "new", Value: 1}}}
+	after := &Snapshot{Time: t1, Counters: []Counter{{Name: "A", Value: 12, Time: t1}, {Name: "B", Value: 1, Time: t1}, {Name: "new", Value: 1}}}
 	got := CounterDeltas(before, after)
 	want := []CounterDelta{
-		{Name: "A", Before: 10, After: 12, Delta: 2, Interval: 2 * time.Second},
-		{Name: "B", Before: 5, After: 1, Delta: -4, Interval: 2 * time.Second},
+		{Name: "A", Before: 10, After: 12, Delta: 2, Interval: 2 * time.Second, Time: t1},
+		{Name: "B", Before: 5, After: 1, Delta: -4, Interval: 2 * time.Second, Time: t1},
 	}
 	if jsonOf(t, got) != jsonOf(t, want) {
 		t.Errorf("got %s\nwant %s", jsonOf(t, got), jsonOf(t, want))
