@@ -325,6 +325,7 @@ func (s *Scanner) finish() {
 		s.number--
 	}
 	s.cur = nil
+	s.lastSocket = -1
 }
 
 func (s *Scanner) parsed() { s.tally.ParsedLines++ }

@@ -84,7 +84,56 @@ func parseStampLine(line string, clock *time.Location) (time.Time, bool, bool) {
 			return t, false, true
 		}
 	}
-	return time.Time{}, false, false
+	return parseCJKDate(s, clock)
+}
+
+// parseCJKDate reads date in a Chinese or Japanese locale:
+// "2026年 11月 22日 星期日 10:00:00 CST" (older glibc: "10时00分00秒").
+// The zone is trusted only as UTC or GMT or when clock knows it.
+func parseCJKDate(s string, clock *time.Location) (time.Time, bool, bool) {
+	var nums []int
+	n, inNumber := 0, false
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			n, inNumber = n*10+int(r-'0'), true
+			if n > 9999 {
+				return time.Time{}, false, false
+			}
+			continue
+		case inNumber && strings.ContainsRune("年月日时時分秒: ", r):
+			nums = append(nums, n)
+		case inNumber:
+			return time.Time{}, false, false
+		}
+		n, inNumber = 0, false
+	}
+	if inNumber {
+		nums = append(nums, n)
+	}
+	if len(nums) != 6 || !strings.Contains(s, "年") || !strings.Contains(s, "日") {
+		return time.Time{}, false, false
+	}
+	year, month, day, hour, minute, sec := nums[0], nums[1], nums[2], nums[3], nums[4], nums[5]
+	if month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+		return time.Time{}, false, false
+	}
+	loc, zoned := clock, false
+	if f := strings.Fields(s); len(f) > 0 {
+		switch abbr := f[len(f)-1]; {
+		case abbr == "UTC" || abbr == "GMT":
+			loc, zoned = time.UTC, true
+		case clockKnows(clock, abbr, year, month, day):
+			zoned = true
+		}
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, loc), zoned, true
+}
+
+// clockKnows reports whether clock uses the zone abbreviation on that day.
+func clockKnows(clock *time.Location, abbr string, year, month, day int) bool {
+	name, _ := time.Date(year, time.Month(month), day, 12, 0, 0, 0, clock).Zone()
+	return name == abbr
 }
 
 // parseEpoch reads `date +%s` (and +%s.%N) for times from 2001 to 2286.
