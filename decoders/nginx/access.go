@@ -610,21 +610,20 @@ func listLen(s string) int {
 
 // listCursor walks the items of "a, b : c", counting groups at " : ".
 type listCursor struct {
-	s     string
-	pos   int
-	item  string
-	group int
-	seen  bool
+	s        string
+	pos      int
+	item     string
+	group    int
+	newGroup bool // the last separator was " : "
 }
 
 func (c *listCursor) next() bool {
 	if c.s == "" || c.pos > len(c.s) {
 		return false
 	}
-	if c.seen && strings.HasPrefix(c.s[c.pos-3:], " : ") {
+	if c.newGroup {
 		c.group++
 	}
-	c.seen = true
 	rest := c.s[c.pos:]
 	end := len(rest)
 	sep := 0
@@ -636,7 +635,7 @@ func (c *listCursor) next() bool {
 			end, sep = i, 3
 		}
 	}
-	c.item = rest[:end]
+	c.item, c.newGroup = rest[:end], sep == 3
 	if sep == 0 {
 		c.pos = len(c.s) + 1
 	} else {

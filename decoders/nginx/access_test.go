@@ -118,6 +118,15 @@ func TestAccessParse(t *testing.T) {
 			},
 		},
 		{
+			// Found by FuzzAccess: empty items and separators back to back.
+			name:   "degenerate upstream lists",
+			format: `'"$upstream_addr" "$upstream_status"'`,
+			line:   `", " "- : 200"`,
+			want: AccessRecord{
+				Upstreams: []UpstreamAttempt{{Group: 0}, {Group: 1, Status: 200}},
+			},
+		},
+		{
 			name:   "escape=json",
 			format: `log_format js escape=json '{"t":"$time_iso8601","addr":"$remote_addr","req":"$request","status":$status,"ua":"$http_user_agent","up":"$upstream_addr","x":"$ssl_protocol"}';`,
 			line:   `{"t":"2026-11-22T10:00:00+01:00","addr":"::ffff:10.1.2.3","req":"GET /a\"b HTTP/1.1","status":101,"ua":"x\\y \u001B\/","up":"","x":""}`,
