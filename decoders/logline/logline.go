@@ -159,6 +159,27 @@ func trimEOL(b []byte) []byte {
 	return b
 }
 
+// ParseUint parses decimal digits (no sign, no blanks) up to limit. The
+// decoders parse every number of every line with it, without allocating.
+func ParseUint(s string, limit uint64) (uint64, bool) {
+	if s == "" || len(s) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (limit-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
 // IsBlank reports whether a line holds only spaces and tabs.
 func IsBlank(text []byte) bool {
 	for _, c := range text {

@@ -428,7 +428,7 @@ func (r *AccessRecord) set(fd field, v string, at int, times *timeSources, lists
 	case kindServerProtocol:
 		r.Protocol = v
 	case kindStatus:
-		n, ok := parseUint(v, 999)
+		n, ok := logline.ParseUint(v, 999)
 		if !ok {
 			return fmt.Sprintf("%q is not a status code", v)
 		}
@@ -452,7 +452,7 @@ func (r *AccessRecord) set(fd field, v string, at int, times *timeSources, lists
 		}
 		r.RequestTime = time.Duration(ns)
 	case kindConnection:
-		n, ok := parseUint(v, 1<<63-1)
+		n, ok := logline.ParseUint(v, 1<<63-1)
 		if !ok {
 			return fmt.Sprintf("%q is not a connection number", v)
 		}
@@ -566,7 +566,7 @@ func (l *upstreamLists) zip() ([]UpstreamAttempt, string) {
 		if status.item == "-" {
 			continue
 		}
-		n, ok := parseUint(status.item, 999)
+		n, ok := logline.ParseUint(status.item, 999)
 		if !ok {
 			return nil, fmt.Sprintf("byte %d: $upstream_status: %q is not a status code", l.status.at, status.item)
 		}

@@ -326,7 +326,7 @@ func parseErrorPrefix(line string, clock *time.Location) (*ErrorRecord, string, 
 	rec := &ErrorRecord{Time: t, Level: level, PID: pid, TID: tid}
 	if strings.HasPrefix(body, "*") {
 		num, msg, _ := strings.Cut(body[1:], " ")
-		if n, ok := parseUint(num, 1<<63-1); ok {
+		if n, ok := logline.ParseUint(num, 1<<63-1); ok {
 			rec.Connection = n
 			body = msg
 		}
@@ -479,7 +479,7 @@ func cutErrno(s string) (string, int, string, bool) {
 		return s, 0, "", false
 	}
 	num, text, ok := strings.Cut(s[i+2:len(s)-1], ": ")
-	n, okNum := parseUint(num, 1<<20)
+	n, okNum := logline.ParseUint(num, 1<<20)
 	if !ok || !okNum || text == "" {
 		return s, 0, "", false
 	}

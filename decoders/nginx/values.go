@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"wiremortem/decoders/logline"
 )
 
 // The value parsers below run once per field per line, so they scan bytes
@@ -17,32 +19,12 @@ func parseAddr(s string) (netip.Addr, bool) {
 }
 
 func parsePort(s string) (uint16, bool) {
-	n, ok := parseUint(s, 65535)
+	n, ok := logline.ParseUint(s, 65535)
 	return uint16(n), ok
 }
 
-// parseUint parses decimal digits up to limit.
-func parseUint(s string, limit uint64) (uint64, bool) {
-	if s == "" || len(s) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (limit-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
-}
-
 func parseCount(s string) (int64, bool) {
-	n, ok := parseUint(s, 1<<63-1)
+	n, ok := logline.ParseUint(s, 1<<63-1)
 	return int64(n), ok
 }
 
@@ -50,7 +32,7 @@ func parseCount(s string) (int64, bool) {
 // "1700000000.123" (nginx's %T.%03M) into nanoseconds, exactly.
 func parseDecimalNanos(s string) (int64, bool) {
 	whole, frac, _ := strings.Cut(s, ".")
-	secs, ok := parseUint(whole, 1<<33)
+	secs, ok := logline.ParseUint(whole, 1<<33)
 	if !ok || len(frac) > 9 {
 		return 0, false
 	}

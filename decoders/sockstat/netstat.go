@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"wiremortem/decoders/logline"
 )
 
 // netstatProtos are the Proto column values of internet sockets.
@@ -72,7 +74,7 @@ func parseNetstatLine(line string) (sock Socket, ok bool, problem string) {
 	}
 	if len(rest) > 0 && rest[0] != "-" {
 		pidText, name, found := strings.Cut(strings.Join(rest, " "), "/")
-		pid, ok := parseUint(pidText, 1<<31-1)
+		pid, ok := logline.ParseUint(pidText, 1<<31-1)
 		if !found || !ok {
 			return Socket{}, true, fmt.Sprintf("expected PID/Program name, found %q", strings.Join(rest, " "))
 		}
@@ -89,8 +91,8 @@ func parseNetstatTimer(name, value string) (*Timer, bool) {
 		return nil, false
 	}
 	secs, ok1 := parseCentis(parts[0])
-	retrans, ok2 := parseUint(parts[1], 1<<31-1)
-	probes, ok3 := parseUint(parts[2], 1<<31-1)
+	retrans, ok2 := logline.ParseUint(parts[1], 1<<31-1)
+	probes, ok3 := logline.ParseUint(parts[2], 1<<31-1)
 	if !ok1 || !ok2 || !ok3 {
 		return nil, false
 	}
@@ -100,7 +102,7 @@ func parseNetstatTimer(name, value string) (*Timer, bool) {
 // parseCentis reads netstat's "%.2f" seconds.
 func parseCentis(s string) (time.Duration, bool) {
 	whole, frac, _ := strings.Cut(s, ".")
-	secs, ok := parseUint(whole, 1<<31)
+	secs, ok := logline.ParseUint(whole, 1<<31)
 	if !ok || len(frac) > 9 {
 		return 0, false
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"wiremortem/decoders/logline"
 	"wiremortem/evidence"
 )
 
@@ -261,7 +262,7 @@ func parseEndpoint(s string) (netip.AddrPort, string, bool) {
 	}
 	var port uint16
 	if portText != "*" {
-		n, ok := parseUint(portText, 65535)
+		n, ok := logline.ParseUint(portText, 65535)
 		if !ok {
 			return netip.AddrPort{}, "", false
 		}
@@ -287,27 +288,7 @@ func parseEndpoint(s string) (netip.AddrPort, string, bool) {
 	return netip.AddrPortFrom(a, port), iface, true
 }
 
-// parseUint parses decimal digits up to limit.
-func parseUint(s string, limit uint64) (uint64, bool) {
-	if s == "" || len(s) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (limit-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
-}
-
 func parseInt64(s string) (int64, bool) {
-	n, ok := parseUint(s, 1<<63-1)
+	n, ok := logline.ParseUint(s, 1<<63-1)
 	return int64(n), ok
 }

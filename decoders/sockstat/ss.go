@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"wiremortem/decoders/logline"
 )
 
 // netids are ss's Netid column values for internet sockets; the protocol
@@ -118,13 +120,13 @@ func parseSSLine(line string) (sock Socket, ok bool, problem string) {
 			}
 			sock.Timer = timer
 		case "ino":
-			if n, ok := parseUint(value, 1<<64-1); ok {
+			if n, ok := logline.ParseUint(value, 1<<64-1); ok {
 				sock.Inode = n
 				continue
 			}
 			extra = append(extra, t)
 		case "uid":
-			if n, ok := parseUint(value, 1<<32-1); ok {
+			if n, ok := logline.ParseUint(value, 1<<32-1); ok {
 				uid := uint32(n)
 				sock.UID = &uid
 				continue
@@ -144,7 +146,7 @@ func isStateWord(s string) bool {
 }
 
 func isDigits(s string) bool {
-	_, ok := parseUint(s, 1<<63-1)
+	_, ok := logline.ParseUint(s, 1<<63-1)
 	return ok
 }
 
@@ -171,7 +173,7 @@ func parseSSUsers(v string) ([]Process, bool) {
 		}
 		for _, kv := range strings.Split(rest[:close], ",") {
 			key, value, _ := strings.Cut(kv, "=")
-			n, ok := parseUint(value, 1<<31-1)
+			n, ok := logline.ParseUint(value, 1<<31-1)
 			if !ok {
 				return nil, false
 			}
@@ -198,7 +200,7 @@ func parseSSTimer(v string) (*Timer, bool) {
 		return nil, false
 	}
 	expires, ok1 := parseSSDuration(parts[1])
-	retrans, ok2 := parseUint(parts[2], 1<<31-1)
+	retrans, ok2 := logline.ParseUint(parts[2], 1<<31-1)
 	if !ok1 || !ok2 {
 		return nil, false
 	}
@@ -214,7 +216,7 @@ func parseSSDuration(s string) (time.Duration, bool) {
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
 		}
-		n, ok := parseUint(s[:i], 1<<31)
+		n, ok := logline.ParseUint(s[:i], 1<<31)
 		if !ok {
 			return 0, false
 		}
@@ -231,7 +233,7 @@ func parseSSDuration(s string) (time.Duration, bool) {
 			s = s[2:]
 		case strings.HasPrefix(s, "."):
 			// Seconds, then milliseconds: "%d." then "%03dms".
-			ms, ok := parseUint(strings.TrimSuffix(s[1:], "ms"), 999)
+			ms, ok := logline.ParseUint(strings.TrimSuffix(s[1:], "ms"), 999)
 			if !ok || !strings.HasSuffix(s, "ms") || len(s) != len(".000ms") {
 				return 0, false
 			}

@@ -3,6 +3,8 @@ package sockstat
 import (
 	"strings"
 	"time"
+
+	"wiremortem/decoders/logline"
 )
 
 // Layouts of the timestamp lines watch loops write between snapshots.
@@ -142,7 +144,7 @@ func parseEpoch(s string) (time.Time, bool) {
 	if len(whole) != 10 || len(frac) > 9 {
 		return time.Time{}, false
 	}
-	secs, ok := parseUint(whole, 1<<34)
+	secs, ok := logline.ParseUint(whole, 1<<34)
 	if !ok {
 		return time.Time{}, false
 	}
