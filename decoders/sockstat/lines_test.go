@@ -65,6 +65,12 @@ func TestParseSSLine(t *testing.T) {
 				Timer: &Timer{Kind: TimerTimeWait, Name: "timewait", Expires: 58 * time.Second}},
 		},
 		{
+			name: "old iproute2: users without pid= and fd=",
+			line: `ESTAB      0      0      10.0.0.1:443      10.0.0.2:5555      users:(("nginx",13308,7))`,
+			want: Socket{Tool: ToolSS, Proto: "tcp", State: StateEstablished, Local: ap("10.0.0.1:443"), Peer: ap("10.0.0.2:5555"),
+				Processes: []Process{{Name: "nginx", PID: 13308, FD: 7}}},
+		},
+		{
 			name: "IPv6 listener, any peer",
 			line: "LISTEN     0      16                   [::1]:9005                [::]:*    ",
 			want: Socket{Tool: ToolSS, Proto: "tcp", State: StateListen, SendQ: 16, Local: ap("[::1]:9005"), Peer: ap("[::]:0")},

@@ -150,7 +150,8 @@ func isDigits(s string) bool {
 	return ok
 }
 
-// parseSSUsers parses the value of users:(("nginx",pid=13308,fd=7),("nginx",pid=13307,fd=7)).
+// parseSSUsers parses the value of
+// users:(("nginx",pid=13308,fd=7),("nginx",pid=13307,fd=7)).
 func parseSSUsers(v string) ([]Process, bool) {
 	if !strings.HasPrefix(v, "(") || !strings.HasSuffix(v, ")") {
 		return nil, false
@@ -171,8 +172,12 @@ func parseSSUsers(v string) ([]Process, bool) {
 		if close < 0 {
 			return nil, false
 		}
-		for _, kv := range strings.Split(rest[:close], ",") {
-			key, value, _ := strings.Cut(kv, "=")
+		for i, kv := range strings.Split(rest[:close], ",") {
+			key, value, named := strings.Cut(kv, "=")
+			if !named {
+				// iproute2 before 3.x: users:(("nginx",13308,7)).
+				key, value = [...]string{"pid", "fd", ""}[min(i, 2)], kv
+			}
 			n, ok := logline.ParseUint(value, 1<<31-1)
 			if !ok {
 				return nil, false
