@@ -19,7 +19,8 @@ in_ns() { ip netns exec "$ns" "$@"; }
 in_ns ip link set lo up
 
 in_ns nstat -n # reset nstat's history so the first nstat -az starts clean
-in_ns python3 "$here/sockslab.py" &
+# Not through in_ns: $! must be python itself (ip netns exec execs it).
+ip netns exec "$ns" python3 "$here/sockslab.py" &
 lab=$!
 sleep 2
 
