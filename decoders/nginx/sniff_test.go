@@ -1,0 +1,55 @@
+package nginx
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"wiremortem/internal/testenv"
+)
+
+func sampleOf(t *testing.T, path string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	return lines[:min(len(lines), 50)]
+}
+
+func TestSniff(t *testing.T) {
+	lab := func(name string) string { return filepath.Join("testdata", name) }
+	tests := []struct {
+		path             string
+		access, errorLog float64
+		accessAtLeast    bool
+		errorLogAtLeast  bool
+	}{
+		{path: lab("lab_access_combined.log"), access: 1, errorLog: 0},
+		{path: lab("lab_access_text.log"), access: 1, errorLog: 0},
+		{path: lab("lab_access_json.log"), access: 1, errorLog: 0},
+		{path: lab("lab_error.log"), access: 0, errorLog: 1},
+		{path: testenv.Corpus(t, "elastic-beats/filebeat/module/nginx/error/test/error.log"), access: 0, errorLog: 4.0 / 6},
+		{path: testenv.Corpus(t, "lnav/test/logfile_access_log.0"), access: 1, errorLog: 0},
+		{path: testenv.Corpus(t, "lnav/test/logfile_regexp_access_log.0"), access: 1, errorLog: 0},
+		{path: testenv.Corpus(t, "crowdsec-hub/.tests/nginx-http-generic-bf/nginx-http-generic-bf.log"), access: 6.0 / 22, errorLog: 16.0 / 22},
+		{path: testenv.Corpus(t, "lnav/test/logfile_strace_log.1"), access: 0, errorLog: 0},
+		{path: testenv.Corpus(t, "lnav/test/logfile_syslog_with_access_log.0"), access: 0, errorLog: 0},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.path), func(t *testing.T) {
+			sample := sampleOf(t, tt.path)
+			if got := SniffAccess(sample); got != tt.access {
+				t.Errorf("SniffAccess = %.3f, want %.3f", got, tt.access)
+			}
+			if got := SniffError(sample); got != tt.errorLog {
+				t.Errorf("SniffError = %.3f, want %.3f", got, tt.errorLog)
+			}
+		})
+	}
+	if SniffAccess(nil) != 0 || SniffError([][]byte{{}, []byte("  ")}) != 0 {
+		t.Error("an empty sample must score 0")
+	}
+}
