@@ -31,5 +31,8 @@ func Detect(path string) (Kind, error) {
 	if capture.Sniff(head) {
 		return KindCapture, nil
 	}
-	return "", fmt.Errorf("unknown kind of file: not a pcap, pcapng, gzip or zstd capture (first bytes % x); tried: capture", head[:min(8, len(head))])
+	if kind, _ := sniffLog(sampleLines(head, 40)); kind != "" {
+		return kind, nil
+	}
+	return "", fmt.Errorf("unknown kind of file (first bytes %q); tried: pcap, pcapng, gzip, zstd, nginx access log, nginx error log, ss/netstat/nstat output", head[:min(16, len(head))])
 }

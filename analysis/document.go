@@ -6,6 +6,8 @@ package analysis
 import (
 	"time"
 
+	"wiremortem/correlate"
+	"wiremortem/decoders/logline"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
 	"wiremortem/rules"
@@ -63,13 +65,40 @@ type InputFile struct {
 	Capture *capture.Info `json:"capture,omitempty"`
 	// Records is the number of packets (captures) or lines (logs) read.
 	Records int64 `json:"records"`
-	// Unparsed counts log lines that were kept but not understood.
-	Unparsed int64     `json:"unparsed,omitempty"`
-	First    time.Time `json:"first,omitempty"`
-	Last     time.Time `json:"last,omitempty"`
+	// Unparsed counts log lines that were kept but not understood;
+	// UnparsedExamples shows the first few.
+	Unparsed         int64              `json:"unparsed,omitempty"`
+	UnparsedExamples []logline.Unparsed `json:"unparsed_examples,omitempty"`
+	// Dropped counts records read but not kept (the per-file cap).
+	Dropped int64 `json:"dropped,omitempty"`
+	// Format is the nginx log_format an access log was read with.
+	Format string `json:"format,omitempty"`
+	// Clock says how the file's times were put on the capture's clock.
+	Clock *ClockAssumption `json:"clock,omitempty"`
+	First time.Time        `json:"first,omitempty"`
+	Last  time.Time        `json:"last,omitempty"`
 	// Damage says where reading stopped when the file is truncated or
 	// corrupt; the file was read up to there.
 	Damage string `json:"damage,omitempty"`
+}
+
+// ClockAssumption is everything assumed or estimated about a log's clock.
+type ClockAssumption struct {
+	// Zone is the zone of times the log writes without one, and
+	// ZoneSource where it came from ("given", "assumed (no --tz given)",
+	// "in the log").
+	Zone       string `json:"zone"`
+	ZoneSource string `json:"zone_source"`
+	// Date is the day given to time-of-day times, and DateSource where it
+	// came from.
+	Date       string `json:"date,omitempty"`
+	DateSource string `json:"date_source,omitempty"`
+	// GivenOffset is a skew given with --offset.
+	GivenOffset time.Duration `json:"given_offset_ns,omitempty"`
+	// Estimated is the skew estimated by pairing log events with packets.
+	Estimated *correlate.SkewEstimate `json:"estimated,omitempty"`
+	// Applied is the offset added to every time of the file.
+	Applied time.Duration `json:"applied_offset_ns"`
 }
 
 // Kind is what an input file holds.

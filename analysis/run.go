@@ -41,6 +41,11 @@ type Options struct {
 	// Progress, if set, is called every few thousand packets while
 	// captures are read.
 	Progress func(Progress)
+	// NginxLogFormat is the log_format of nginx access logs: a name or the
+	// directive's text; the best-fitting built-in format when empty.
+	NginxLogFormat string
+	// Clock says what is known of the logs' clocks.
+	Clock ClockOptions
 }
 
 // Progress says how far reading the captures got.
@@ -74,7 +79,9 @@ type Result struct {
 	// InputErrors lists inputs that were damaged or unreadable; the
 	// document covers what could be read.
 	InputErrors []*InputError
-	spool       *conversationSpool
+	// Logs are the records read from log files.
+	Logs  *Logs
+	spool *conversationSpool
 }
 
 // Close releases the conversation spool.
@@ -99,6 +106,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	}}
 	doc := res.Document
 	var captures []*openCapture
+	var logInputs []Input
 	for _, in := range inputs {
 		kind := in.Kind
 		if kind == "" {
@@ -118,13 +126,23 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			}
 			captures = append(captures, oc)
 		default:
-			res.fail(InputFile{Path: in.Path, Kind: kind}, fmt.Errorf("%s files are not supported yet", kind))
+			logInputs = append(logInputs, Input{Path: in.Path, Kind: kind})
 		}
 	}
 	convs, stats := trackCaptures(ctx, captures, opts, res)
 	for _, oc := range captures {
 		doc.Inputs = append(doc.Inputs, oc.finish())
 	}
+	logs := &Logs{}
+	for _, in := range logInputs {
+		f := InputFile{Path: in.Path, Kind: in.Kind}
+		if err := readLog(in.Path, in.Kind, opts, logs, &f); err != nil {
+			res.fail(f, err)
+			continue
+		}
+		doc.Inputs = append(doc.Inputs, f)
+	}
+	res.Logs = logs
 	sort.SliceStable(doc.Inputs, func(i, j int) bool { return doc.Inputs[i].Path < doc.Inputs[j].Path })
 
 	doc.Summary = Summary{Conversations: len(convs), Packets: stats, Incidents: map[string]int{}}
