@@ -205,12 +205,18 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	htmlOut := fs.StringP("output", "o", "", "write the HTML report, one self-contained page, to `FILE` (- for standard output)")
 	failOn := fs.String("fail-on", "", "exit 1 when an incident of this `severity` or worse is found (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
+	src := addSourceFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	threshold, err := parseFailOn(*failOn)
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem analyze:", err)
+		return exitUsage
+	}
+	opts, forced, err := src.options()
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitUsage
 	}
 	if *jsonOut == "-" && *htmlOut == "-" {
@@ -222,18 +228,19 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitInputError
 	}
-	if len(paths) == 0 {
-		fmt.Fprintln(stderr, "wiremortem analyze: no input files given")
-		fs.Usage()
-		return exitUsage
-	}
 	var inputs []analysis.Input
 	for _, p := range paths {
 		inputs = append(inputs, analysis.Input{Path: p})
 	}
+	inputs = append(inputs, forced...)
+	if len(inputs) == 0 {
+		fmt.Fprintln(stderr, "wiremortem analyze: no input files given")
+		fs.Usage()
+		return exitUsage
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := analysis.Options{CommandLine: append([]string{"wiremortem", "analyze"}, args...)}
+	opts.CommandLine = append([]string{"wiremortem", "analyze"}, args...)
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
 	res, err := analysis.Run(ctx, inputs, opts)
