@@ -210,9 +210,9 @@ type Conversation struct {
 
 // Close is one side ending its half of a conversation.
 type Close struct {
-	By  string    `json:"by"`  // SideClient or SideServer
-	How string    `json:"how"` // CloseFIN or CloseRST
-	At  time.Time `json:"at"`  // lab clock, just before the call
+	By  string    `json:"by"`          // SideClient or SideServer
+	How string    `json:"how"`         // CloseFIN or CloseRST
+	At  time.Time `json:"at,omitzero"` // lab clock, just before the call; zero when the lab did not time it
 }
 
 // HTTPExchange is one HTTP request and its response (Status 0: none came).
@@ -262,7 +262,9 @@ type WSMessage struct {
 	From   string `json:"from"`   // SideClient or SideServer
 	Opcode string `json:"opcode"` // "text" or "binary"
 	Length int    `json:"length"` // payload length before compression
-	// Fragments is the number of frames the message was sent in.
+	// Fragments is the number of frames the message was sent in; 0 when
+	// the lab cannot know (a compressed message leaves as the deflate
+	// writer emits output).
 	Fragments  int  `json:"fragments"`
 	Compressed bool `json:"compressed,omitempty"`
 }
