@@ -3,6 +3,7 @@ module wiremortem
 go 1.26
 
 require (
+	github.com/coder/websocket v1.8.14
 	github.com/go-echarts/go-echarts/v2 v2.6.7
 	github.com/gopacket/gopacket v1.7.7
 	github.com/klauspost/compress v1.20.3
