@@ -127,41 +127,48 @@ func TestAgainstTshark(t *testing.T) {
 			if why, ok := tsharkDisagreements[name]; ok {
 				t.Skip(why)
 			}
-			want := runTshark(t, tshark, path)
-			convs, stats := track(t, path)
-			got := map[string]*tsharkCounts{}
-			for _, c := range convs {
-				k := tuple(c.Client, c.Server)
-				g := got[k]
-				if g == nil {
-					g = &tsharkCounts{}
-					got[k] = g
-				}
-				g.packets += int(c.FromClient.Packets + c.FromServer.Packets)
-				g.zeroWindows += int(c.FromClient.ZeroWindowAdverts + c.FromServer.ZeroWindowAdverts)
-				g.rsts += int(c.FromClient.RSTs + c.FromServer.RSTs)
-				g.synRetransmissions += int(c.Handshake.SYNRetransmissions)
-			}
-			for k, w := range want {
-				g := got[k]
-				if g == nil && portsOnly[name] && stats.Malformed >= int64(w.packets) {
-					t.Logf("%s: tshark shows %d packets with only ports; we count them as malformed", k, w.packets)
-					continue
-				}
-				if g == nil {
-					t.Errorf("%s: tshark has %d packets, we have no conversation", k, w.packets)
-					continue
-				}
-				if *g != *w {
-					t.Errorf("%s: tshark %s, us %s", k, w, g)
-				}
-			}
-			for k := range got {
-				if want[k] == nil {
-					t.Errorf("%s: we have a conversation tshark does not", k)
-				}
-			}
+			compareWithTshark(t, tshark, path)
 		})
+	}
+}
+
+// compareWithTshark compares our per-4-tuple counts with tshark's on one
+// capture.
+func compareWithTshark(t *testing.T, tshark, path string) {
+	name := filepath.Base(path)
+	want := runTshark(t, tshark, path)
+	convs, stats := track(t, path)
+	got := map[string]*tsharkCounts{}
+	for _, c := range convs {
+		k := tuple(c.Client, c.Server)
+		g := got[k]
+		if g == nil {
+			g = &tsharkCounts{}
+			got[k] = g
+		}
+		g.packets += int(c.FromClient.Packets + c.FromServer.Packets)
+		g.zeroWindows += int(c.FromClient.ZeroWindowAdverts + c.FromServer.ZeroWindowAdverts)
+		g.rsts += int(c.FromClient.RSTs + c.FromServer.RSTs)
+		g.synRetransmissions += int(c.Handshake.SYNRetransmissions)
+	}
+	for k, w := range want {
+		g := got[k]
+		if g == nil && portsOnly[name] && stats.Malformed >= int64(w.packets) {
+			t.Logf("%s: tshark shows %d packets with only ports; we count them as malformed", k, w.packets)
+			continue
+		}
+		if g == nil {
+			t.Errorf("%s: tshark has %d packets, we have no conversation", k, w.packets)
+			continue
+		}
+		if *g != *w {
+			t.Errorf("%s: tshark %s, us %s", k, w, g)
+		}
+	}
+	for k := range got {
+		if want[k] == nil {
+			t.Errorf("%s: we have a conversation tshark does not", k)
+		}
 	}
 }
 
