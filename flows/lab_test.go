@@ -162,6 +162,7 @@ func TestLabCapturesAgainstTshark(t *testing.T) {
 		}
 		for _, path := range labCaptures(dir, &facts) {
 			t.Run(filepath.Base(dir)+"/"+filepath.Base(path), func(t *testing.T) {
+				t.Parallel()
 				if _, err := os.Stat(path); err != nil {
 					t.Fatal(err)
 				}

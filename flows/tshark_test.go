@@ -124,6 +124,7 @@ func TestAgainstTshark(t *testing.T) {
 	for _, path := range corpusCaptures(t) {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			if why, ok := tsharkDisagreements[name]; ok {
 				t.Skip(why)
 			}
