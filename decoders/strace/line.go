@@ -29,10 +29,10 @@ const (
 type timeFormat uint8
 
 const (
-	timeNone      timeFormat = iota
-	timeOfDay                // -t, -tt: HH:MM:SS[.micro]
-	timeEpoch                // -ttt: seconds since 1970
-	timeRelative             // -r: seconds since the previous line
+	timeNone     timeFormat = iota
+	timeOfDay               // -t, -tt: HH:MM:SS[.micro]
+	timeEpoch               // -ttt: seconds since 1970
+	timeRelative            // -r: seconds since the previous line
 )
 
 func (f timeFormat) String() string {
