@@ -22,11 +22,11 @@ func TestMain(m *testing.M) {
 // facts against the artifacts with tshark.
 func TestRunScenarios(t *testing.T) {
 	testenv.Root(t)
-	for _, tool := range []string{"tcpdump", "tshark", "strace", "ss", "netstat"} {
+	for _, tool := range []string{"tcpdump", "tshark", "strace", "ss", "netstat", "nginx"} {
 		testenv.Tool(t, tool)
 	}
 	out := t.TempDir()
-	for _, name := range []string{"tcp-clean", "syn-refused", "close-wait"} {
+	for _, name := range []string{"tcp-clean", "syn-refused", "close-wait", "upstream-refused"} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -53,6 +53,9 @@ func TestRunScenarios(t *testing.T) {
 			for _, j := range loaded.Joins.Strace {
 				checkStraceJoin(t, filepath.Join(dir, j.File), j)
 			}
+			for _, j := range loaded.Joins.Nginx {
+				checkNginxJoin(t, dir, j)
+			}
 		})
 	}
 }
@@ -62,9 +65,14 @@ func TestRunScenarios(t *testing.T) {
 // port; a RST from the server for a refused handshake; both FINs for SF.
 func checkConversationInCapture(t *testing.T, file string, c Conversation) {
 	t.Helper()
-	filter := fmt.Sprintf("tcp.port == %s && tcp.port == %s", port(t, c.Client), port(t, c.Server))
+	// A client port of 0 is one the lab could not know (nginx's): match
+	// on the server's port alone.
+	filter := fmt.Sprintf("tcp.port == %s", port(t, c.Server))
+	if port(t, c.Client) != "0" {
+		filter += fmt.Sprintf(" && tcp.port == %s", port(t, c.Client))
+	}
 	out, err := exec.Command("tshark", "-r", file, "-Y", filter, "-T", "fields",
-		"-e", "tcp.srcport", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset").Output()
+		"-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset").Output()
 	if err != nil {
 		t.Fatalf("tshark %s: %v", file, err)
 	}
@@ -73,9 +81,9 @@ func checkConversationInCapture(t *testing.T, file string, c Conversation) {
 	for _, line := range lines {
 		f := strings.Split(line, "\t")
 		if len(f) != 5 {
-			t.Fatalf("tshark line %q", line)
+			t.Fatalf("%s: tshark line %q for %s", c.ID, line, filter)
 		}
-		fromClient := f[0] == port(t, c.Client)
+		fromClient := f[0] == port(t, c.Server)
 		set := func(s string) bool { return s == "1" || s == "True" }
 		switch {
 		case fromClient && set(f[1]) && !set(f[2]):
@@ -126,6 +134,21 @@ func checkStraceJoin(t *testing.T, file string, j StraceJoin) {
 		}
 	}
 	t.Errorf("%s: no accept4 of %s returning %q", file, j.Peer, result)
+}
+
+// checkNginxJoin finds the access log line of the joined connection: the
+// lab's log_format writes the client port and $connection as
+// "rport=P conn=N ".
+func checkNginxJoin(t *testing.T, dir string, j NginxJoin) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("rport=%s conn=%d ", port(t, j.Client), j.Connection)
+	if !strings.Contains(string(b), want) {
+		t.Errorf("access.log has no line with %q:\n%s", want, b)
+	}
 }
 
 func port(t *testing.T, hostport string) string {
