@@ -169,6 +169,43 @@ func verifyScenario(t *testing.T, dir string, f Facts) {
 	for _, j := range f.Joins.Nginx {
 		checkNginxJoin(t, dir, j)
 	}
+	for _, in := range f.Incidents {
+		if in.Rule == "server-read-no-write" {
+			checkReadNoWrite(t, dir, f, in)
+		}
+	}
+}
+
+// checkReadNoWrite checks a planted server-read-no-write in the -yy trace:
+// on each conversation's socket the server read and never wrote.
+func checkReadNoWrite(t *testing.T, dir string, f Facts, in Incident) {
+	t.Helper()
+	for _, id := range in.Conversations {
+		i := slices.IndexFunc(f.Joins.Strace, func(j StraceJoin) bool { return j.Conversation == id })
+		if i < 0 {
+			t.Errorf("server-read-no-write on %s: no strace join", id)
+			continue
+		}
+		j := f.Joins.Strace[i]
+		b, err := os.ReadFile(filepath.Join(dir, j.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		socket := fmt.Sprintf("(%d<TCP:[%s->%s]>, ", j.FD, j.Local, j.Peer)
+		var reads, writes int
+		for _, line := range strings.Split(string(b), "\n") {
+			switch {
+			case !strings.Contains(line, socket):
+			case strings.Contains(line, " read"+socket) && !strings.Contains(line, "= -1"):
+				reads++
+			case strings.Contains(line, " write"+socket), strings.Contains(line, " sendto"+socket), strings.Contains(line, " writev"+socket):
+				writes++
+			}
+		}
+		if reads == 0 || writes != 0 {
+			t.Errorf("server-read-no-write on %s: %d reads and %d writes on %s in %s", id, reads, writes, socket, j.File)
+		}
+	}
 }
 
 // TestCommittedCorpus checks every committed scenario's facts against its

@@ -288,7 +288,7 @@ func (l *nginxLab) idleWS(ctx context.Context, path string) (*websocket.Conn, Co
 }
 
 func runIdleTimeout(e *Env) error {
-	l, err := e.startNginxLab("", "", e.proxyTo("/", "", fmt.Sprintf("            proxy_read_timeout %ds;\n", int(idleTimeout.Seconds())))+"")
+	l, err := e.startNginxLab("", "", e.proxyTo("/", "", fmt.Sprintf("            proxy_read_timeout %ds;\n", int(idleTimeout.Seconds()))))
 	if err != nil {
 		return err
 	}

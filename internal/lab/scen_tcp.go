@@ -425,12 +425,13 @@ func runZeroWindowSlowReader(e *Env) error {
 	}
 	sent := sendUntil(server, nil, total)
 	buf := make([]byte, zwSlowRead)
-	done := make(chan struct{})
+	// The server closes (FIN) once everything is written.
+	serverClosed := make(chan time.Time, 1)
 	go func() {
-		n := <-sent
+		<-sent
+		at := time.Now().UTC()
 		server.Close()
-		_ = n
-		close(done)
+		serverClosed <- at
 	}()
 	var got int64
 	for {
@@ -444,13 +445,13 @@ func runZeroWindowSlowReader(e *Env) error {
 		}
 		time.Sleep(zwSlowPause)
 	}
-	<-done
+	serverAt := <-serverClosed
 	end := time.Now().UTC()
 	client.Conn.Close()
 	e.AddConversation(Conversation{
 		ID: "c1", Role: "slow but steady reader", Client: client.Local.String(), Server: e.AddrPort(hostServer, zwPort).String(),
 		Files: []string{"capture.pcap"}, Handshake: HandshakeCompleted, ConnState: "SF",
-		Closes:      []Close{{By: SideServer, How: CloseFIN}, {By: SideClient, How: CloseFIN, At: end}},
+		Closes:      []Close{{By: SideServer, How: CloseFIN, At: serverAt}, {By: SideClient, How: CloseFIN, At: end}},
 		ServerBytes: got, Start: client.Start, End: end,
 		ZeroWindow: &ZeroWindow{Receiver: SideClient, RcvBuf: zwRcvBuf, MaxReadPause: zwSlowPause.Seconds()},
 	})
