@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,14 +64,11 @@ func (e *Env) cleanScenario(spec captureSpec, size int) error {
 	if err != nil {
 		return err
 	}
-	first := true
+	var served atomic.Int32
 	e.serve(ln, func(c *net.TCPConn) {
 		// The first conversation is served Connection: close, the second
-		// keep-alive; handlers run in accept order because the lab dials
-		// one at a time.
-		closesFirst := first
-		first = false
-		httpResponder(book, size, closesFirst)(c)
+		// keep-alive; the lab dials the second only when the first is over.
+		httpResponder(book, size, served.Add(1) == 1)(c)
 	})
 	for i, serverFirst := range []bool{true, false} {
 		who := map[bool]string{true: "server", false: "client"}[serverFirst]
