@@ -303,6 +303,11 @@ type Incident struct {
 	What string `json:"what"`
 	// Params are the numbers of the fault (seconds, bytes, counts), by name.
 	Params map[string]float64 `json:"params,omitempty"`
+	// Optional marks a consequence of a planted fault rather than a fault
+	// of its own (nginx closing its upstream connection with unread data,
+	// hence a RST): an analyzer may report it and need not. Count it
+	// neither as a miss nor as a false alarm.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Flow is a conversation's endpoints as incidents list them.

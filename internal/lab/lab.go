@@ -224,6 +224,14 @@ func (e *Env) Plant(rule, what string, params map[string]float64, conversations 
 	e.mu.Unlock()
 }
 
+// PlantOptional records an incident an analyzer may report but need not
+// (see Incident.Optional).
+func (e *Env) PlantOptional(rule, what string, conversations ...string) {
+	e.mu.Lock()
+	e.facts.Incidents = append(e.facts.Incidents, Incident{Rule: rule, Conversations: conversations, What: what, Optional: true})
+	e.mu.Unlock()
+}
+
 // AddStraceJoin records that a traced process's fd is a conversation.
 func (e *Env) AddStraceJoin(j StraceJoin) {
 	e.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,14 +64,11 @@ func (e *Env) cleanScenario(spec captureSpec, size int) error {
 	if err != nil {
 		return err
 	}
-	first := true
+	var served atomic.Int32
 	e.serve(ln, func(c *net.TCPConn) {
 		// The first conversation is served Connection: close, the second
-		// keep-alive; handlers run in accept order because the lab dials
-		// one at a time.
-		closesFirst := first
-		first = false
-		httpResponder(book, size, closesFirst)(c)
+		// keep-alive; the lab dials the second only when the first is over.
+		httpResponder(book, size, served.Add(1) == 1)(c)
 	})
 	for i, serverFirst := range []bool{true, false} {
 		who := map[bool]string{true: "server", false: "client"}[serverFirst]
@@ -425,12 +423,13 @@ func runZeroWindowSlowReader(e *Env) error {
 	}
 	sent := sendUntil(server, nil, total)
 	buf := make([]byte, zwSlowRead)
-	done := make(chan struct{})
+	// The server closes (FIN) once everything is written.
+	serverClosed := make(chan time.Time, 1)
 	go func() {
-		n := <-sent
+		<-sent
+		at := time.Now().UTC()
 		server.Close()
-		_ = n
-		close(done)
+		serverClosed <- at
 	}()
 	var got int64
 	for {
@@ -444,13 +443,13 @@ func runZeroWindowSlowReader(e *Env) error {
 		}
 		time.Sleep(zwSlowPause)
 	}
-	<-done
+	serverAt := <-serverClosed
 	end := time.Now().UTC()
 	client.Conn.Close()
 	e.AddConversation(Conversation{
 		ID: "c1", Role: "slow but steady reader", Client: client.Local.String(), Server: e.AddrPort(hostServer, zwPort).String(),
 		Files: []string{"capture.pcap"}, Handshake: HandshakeCompleted, ConnState: "SF",
-		Closes:      []Close{{By: SideServer, How: CloseFIN}, {By: SideClient, How: CloseFIN, At: end}},
+		Closes:      []Close{{By: SideServer, How: CloseFIN, At: serverAt}, {By: SideClient, How: CloseFIN, At: end}},
 		ServerBytes: got, Start: client.Start, End: end,
 		ZeroWindow: &ZeroWindow{Receiver: SideClient, RcvBuf: zwRcvBuf, MaxReadPause: zwSlowPause.Seconds()},
 	})

@@ -340,7 +340,7 @@ func runWSBadAccept(e *Env) error {
 
 // wsDialer is a coder/websocket client whose TCP connections come from
 // dialFrom, so the lab knows each client port.
-func (e *Env) wsDialer(local netip.Addr) (*http.Client, func() dialed) {
+func (e *Env) wsDialer(local netip.Addr, setup func(fd int) error) (*http.Client, func() dialed) {
 	var mu sync.Mutex
 	var last dialed
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -348,7 +348,7 @@ func (e *Env) wsDialer(local netip.Addr) (*http.Client, func() dialed) {
 		if err != nil {
 			return nil, err
 		}
-		d := dialFrom(ctx, local, ap, 3*time.Second, nil)
+		d := dialFrom(ctx, local, ap, 3*time.Second, setup)
 		mu.Lock()
 		last = d
 		mu.Unlock()
@@ -409,7 +409,7 @@ func (m wsMessage) payload() []byte { return bytes.Join(m.fragments, nil) }
 // reads its echo, pings once, and ends the conversation as told: a normal
 // close (1000) by the client, or whatever the server does.
 func (e *Env) echoConversation(id, role string, server netip.AddrPort, path string, mode websocket.CompressionMode, msgs []wsMessage, ping bool) (Conversation, error) {
-	hc, last := e.wsDialer(e.IP(hostClient))
+	hc, last := e.wsDialer(e.IP(hostClient), nil)
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, "ws://"+server.String()+path, &websocket.DialOptions{HTTPClient: hc, CompressionMode: mode})
