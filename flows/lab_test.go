@@ -63,6 +63,16 @@ func TestLabConversations(t *testing.T) {
 			}
 			for _, want := range facts.Conversations {
 				k := want.Client + " " + want.Server
+				if strings.HasSuffix(want.Client, ":0") {
+					// The lab could not see this client's port (nginx's
+					// refused connect): match on the rest.
+					for key, cs := range byTuple {
+						c, s, _ := strings.Cut(key, " ")
+						if len(cs) > 0 && s == want.Server && strings.HasPrefix(c, strings.TrimSuffix(want.Client, "0")) {
+							k = key
+						}
+					}
+				}
 				got := byTuple[k]
 				if len(got) == 0 {
 					t.Errorf("%s (%s): not found with that client and server", want.ID, k)
@@ -102,6 +112,11 @@ func checkLabConversation(t *testing.T, want lab.Conversation, c *Conversation) 
 		t.Errorf("%s: conn_state %s (history %s), the lab knows %s", name, c.ConnState, c.History, want.ConnState)
 	}
 	for _, cl := range want.Closes {
+		if cl.At.IsZero() {
+			// The lab did not time this close: the call was made, but it
+			// may never have reached the wire (a RST got there first).
+			continue
+		}
 		side := Client
 		if cl.By == lab.SideServer {
 			side = Server
