@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"wiremortem/correlate"
+	"wiremortem/decoders/http"
 	"wiremortem/decoders/logline"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
@@ -117,6 +118,9 @@ const (
 // joins added to it.
 type Conversation struct {
 	*flows.Conversation
+	// HTTP is what the HTTP and WebSocket decoders found, when the
+	// conversation carried HTTP.
+	HTTP *http.Conversation `json:"http,omitempty"`
 }
 
 // Warning is a problem with an input that did not stop the analysis.

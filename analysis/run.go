@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 
+	"wiremortem/decoders/http"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
 	"wiremortem/rules"
@@ -46,6 +47,10 @@ type Options struct {
 	NginxLogFormat string
 	// Clock says what is known of the logs' clocks.
 	Clock ClockOptions
+	// HTTP controls the HTTP and WebSocket decoders.
+	HTTP http.Options
+	// NoDecode skips HTTP and WebSocket decoding (wiremortem flows).
+	NoDecode bool
 }
 
 // Progress says how far reading the captures got.
@@ -129,7 +134,8 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			logInputs = append(logInputs, Input{Path: in.Path, Kind: kind})
 		}
 	}
-	convs, stats := trackCaptures(ctx, captures, opts, res)
+	decoded := map[int]*http.Conversation{}
+	convs, stats := trackCaptures(ctx, captures, opts, res, decoded)
 	for _, oc := range captures {
 		doc.Inputs = append(doc.Inputs, oc.finish())
 	}
@@ -162,7 +168,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.ReportConversations))
 	for i, c := range convs {
-		conv := Conversation{Conversation: c}
+		conv := Conversation{Conversation: c, HTTP: decoded[c.ID]}
 		spool.add(c.ID, &conv)
 		if i < opts.ReportConversations {
 			doc.Conversations = append(doc.Conversations, conv)
@@ -342,7 +348,7 @@ func (s *timedSource) report() {
 }
 
 // trackCaptures merges the captures by time and follows every conversation.
-func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, res *Result) ([]*flows.Conversation, flows.Stats) {
+func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, res *Result, decoded map[int]*http.Conversation) ([]*flows.Conversation, flows.Stats) {
 	var convs []*flows.Conversation
 	if len(captures) == 0 {
 		return nil, flows.Stats{}
@@ -361,7 +367,17 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 		}
 	})
 	topts := opts.Tracker
-	topts.OnDone = func(c *flows.Conversation, _ flows.Sink) { convs = append(convs, c) }
+	topts.OnDone = func(c *flows.Conversation, sink flows.Sink) {
+		convs = append(convs, c)
+		if hs, ok := sink.(*httpSink); ok {
+			if r := hs.result(); r != nil {
+				decoded[c.ID] = r
+			}
+		}
+	}
+	if !opts.NoDecode {
+		topts.NewSink = func(c *flows.Conversation) flows.Sink { return newHTTPSink(c, opts.HTTP) }
+	}
 	tr := flows.NewTracker(topts)
 	src := &timedSource{ctx: ctx, m: m, byPath: byPath, captures: captures, progress: opts.Progress}
 	for _, oc := range captures {

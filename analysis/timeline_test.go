@@ -199,7 +199,7 @@ func TestSYNAttempts(t *testing.T) {
 	wrap := func(cs ...*flows.Conversation) []Conversation {
 		var out []Conversation
 		for _, c := range cs {
-			out = append(out, Conversation{c})
+			out = append(out, Conversation{Conversation: c})
 		}
 		return out
 	}
@@ -234,11 +234,11 @@ func TestHalfClosedOverTime(t *testing.T) {
 		}
 	}
 	convs := []Conversation{
-		{conv(1, leaking, 0, halfClosed(100*time.Millisecond, 0, true))},
-		{conv(2, leaking, 0, halfClosed(1100*time.Millisecond, 200*time.Millisecond, false))},
-		{conv(3, leaking, 0, halfClosed(1200*time.Millisecond, 0, true))},
+		{Conversation: conv(1, leaking, 0, halfClosed(100*time.Millisecond, 0, true))},
+		{Conversation: conv(2, leaking, 0, halfClosed(1100*time.Millisecond, 200*time.Millisecond, false))},
+		{Conversation: conv(3, leaking, 0, halfClosed(1200*time.Millisecond, 0, true))},
 		// The client, not the leaking server, is the one waiting here.
-		{conv(4, leaking, 0, func(c *flows.Conversation) {
+		{Conversation: conv(4, leaking, 0, func(c *flows.Conversation) {
 			c.Closing.HalfClose = &flows.HalfClose{By: flows.Server, Since: at(500*time.Millisecond, 1), OpenAtEnd: true}
 		})},
 	}

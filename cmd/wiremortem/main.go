@@ -177,7 +177,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := analysis.Options{}
+	opts := analysis.Options{NoDecode: true}
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
 	res, err := analysis.Run(ctx, inputs, opts)

@@ -1,0 +1,591 @@
+package websocket
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"wiremortem/evidence"
+)
+
+// Decoder decodes both directions of one WebSocket conversation.
+type Decoder struct {
+	opts Options
+	dirs [2]direction
+	sum  Summary
+	// firstHalf and ring keep the first and last messages.
+	ring int
+}
+
+// direction is one side's frame parser state.
+type direction struct {
+	side Side
+	// header collects a frame header split across chunks.
+	head  [14]byte
+	nhead int
+	// Current frame.
+	inFrame   bool
+	fin       bool
+	rsv       uint8
+	opcode    uint8
+	masked    bool
+	mask      [4]byte
+	length    int64
+	remaining int64
+	offset    int64 // payload bytes of the frame seen so far (unmask index)
+	start     evidence.Stamp
+	control   []byte // control frame payload (at most 125 bytes kept)
+	// Current message (data frames).
+	msg        *Message
+	compressed []byte // deflated payload held for inflation
+	tooBig     bool
+	// dict is the inflater's context (the last window of output) when
+	// context takeover is on.
+	dict    []byte
+	broken  string // why the rest of this side cannot be decoded
+	resync  bool   // after a gap: looking for a plausible frame header
+	skipped int
+	last    evidence.Stamp
+}
+
+// NewDecoder returns a decoder.
+func NewDecoder(opts Options) *Decoder {
+	opts.defaults()
+	d := &Decoder{opts: opts}
+	d.dirs[Client].side, d.dirs[Server].side = Client, Server
+	d.sum.Frames = map[string]int64{}
+	d.sum.Messages = []Message{}
+	d.sum.Closes = []Close{}
+	return d
+}
+
+// Summary returns what was decoded so far; messages still being assembled
+// are included as they are.
+func (d *Decoder) Summary() *Summary {
+	for i := range d.dirs {
+		if m := d.dirs[i].msg; m != nil {
+			d.keepMessage(*m)
+			d.dirs[i].msg = nil
+		}
+	}
+	return &d.sum
+}
+
+// Data decodes the next in-order bytes sent by side.
+func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
+	dir := &d.dirs[from]
+	if dir.broken != "" {
+		return
+	}
+	off := 0
+	for off < len(b) && dir.broken == "" {
+		if dir.resync {
+			n, ok := d.resync(dir, b[off:], loc, off)
+			off += n
+			if !ok {
+				continue
+			}
+		}
+		if !dir.inFrame {
+			n := d.readHeader(dir, b[off:], loc, off)
+			off += n
+			continue
+		}
+		n := int(min(int64(len(b)-off), dir.remaining))
+		d.payload(dir, b[off:off+n])
+		dir.remaining -= int64(n)
+		off += n
+		if dir.remaining == 0 {
+			d.endFrame(dir, loc.At(off-1))
+		}
+	}
+	if len(b) > 0 {
+		dir.last = loc.At(len(b) - 1)
+	}
+}
+
+// Gap says bytes of side were lost: the frame being read cannot be
+// finished; decoding resumes at the next plausible frame header.
+func (d *Decoder) Gap(from Side, missing int, at evidence.Stamp) {
+	dir := &d.dirs[from]
+	if dir.broken != "" {
+		return
+	}
+	if dir.msg != nil {
+		dir.msg.Error = fmt.Sprintf("%d bytes missing from the capture", missing)
+		d.keepMessage(*dir.msg)
+		dir.msg = nil
+	}
+	dir.inFrame, dir.nhead, dir.resync, dir.skipped = false, 0, true, 0
+	dir.compressed, dir.dict = nil, nil
+	if d.opts.Deflate != nil && !noContextTakeover(d.opts.Deflate, from) {
+		// The inflater's context went with the lost bytes.
+		d.violation(dir, at, "undecodable", "a gap broke the compression context; later compressed messages cannot be inflated")
+	}
+}
+
+// End says side sent everything it will.
+func (d *Decoder) End(from Side, at evidence.Stamp) {
+	dir := &d.dirs[from]
+	if dir.inFrame || dir.nhead > 0 {
+		d.violation(dir, at, "truncated-frame", fmt.Sprintf("the stream ended %d bytes into a frame", dir.offset+int64(dir.nhead)))
+		dir.inFrame, dir.nhead = false, 0
+	}
+}
+
+const maxResyncScan = 64 << 10
+
+// resync looks for a plausible frame header after a gap. It returns how
+// many bytes it consumed and whether decoding may resume there.
+func (d *Decoder) resync(dir *direction, b []byte, loc evidence.Locator, base int) (int, bool) {
+	for i := 0; i < len(b); i++ {
+		if d.plausibleHeader(dir, b[i:]) {
+			dir.resync = false
+			d.violation(dir, loc.At(base+i), "resynchronised", fmt.Sprintf("decoding resumed %d bytes after the gap", dir.skipped+i))
+			return i, true
+		}
+	}
+	dir.skipped += len(b)
+	if dir.skipped > maxResyncScan {
+		dir.broken = "no frame header found within 64 KiB after a gap"
+		d.sum.Undecodable[dir.side] = dir.broken
+		d.violation(dir, loc.At(base+len(b)-1), "undecodable", dir.broken)
+	}
+	return len(b), false
+}
+
+// plausibleHeader reports whether b starts with a header this side could
+// send: a known opcode, the right mask bit, RSV only with an extension, a
+// sane length, short unfragmented control frames.
+func (d *Decoder) plausibleHeader(dir *direction, b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	op, rsv := b[0]&0x0f, (b[0]>>4)&0x7
+	masked, l7 := b[1]&0x80 != 0, int64(b[1]&0x7f)
+	if rsv != 0 && !d.opts.Extensions {
+		return false
+	}
+	if masked != (dir.side == Client) {
+		return false
+	}
+	switch op {
+	case OpText, OpBinary, OpContinuation:
+		return l7 < 127
+	case OpClose, OpPing, OpPong:
+		return b[0]&0x80 != 0 && l7 <= 125
+	}
+	return false
+}
+
+// readHeader consumes header bytes; once the header is whole it starts the
+// frame.
+func (d *Decoder) readHeader(dir *direction, b []byte, loc evidence.Locator, base int) int {
+	if dir.nhead == 0 && len(b) > 0 {
+		dir.start = loc.At(base)
+	}
+	need := 2
+	if dir.nhead >= 2 {
+		need = headerLen(dir.head[1])
+	}
+	n := 0
+	for dir.nhead < need && n < len(b) {
+		dir.head[dir.nhead] = b[n]
+		dir.nhead++
+		n++
+		if dir.nhead == 2 {
+			need = headerLen(dir.head[1])
+		}
+	}
+	if dir.nhead < need {
+		return n
+	}
+	d.startFrame(dir, loc.At(base+n-1))
+	if dir.inFrame && dir.remaining == 0 {
+		d.endFrame(dir, loc.At(base+n-1))
+	}
+	return n
+}
+
+func headerLen(b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// startFrame interprets a complete header (RFC 6455 section 5.2).
+func (d *Decoder) startFrame(dir *direction, at evidence.Stamp) {
+	h := dir.head[:dir.nhead]
+	dir.nhead = 0
+	dir.fin = h[0]&0x80 != 0
+	dir.rsv = (h[0] >> 4) & 0x7
+	dir.opcode = h[0] & 0x0f
+	dir.masked = h[1]&0x80 != 0
+	l7 := int64(h[1] & 0x7f)
+	p := 2
+	switch l7 {
+	case 126:
+		dir.length = int64(binary.BigEndian.Uint16(h[2:4]))
+		if dir.length < 126 {
+			d.violation(dir, dir.start, "non-minimal-length", fmt.Sprintf("length %d in the 16-bit form", dir.length))
+		}
+		p = 4
+	case 127:
+		v := binary.BigEndian.Uint64(h[2:10])
+		if v>>63 != 0 {
+			d.violation(dir, dir.start, "length-top-bit", "the 64-bit length has its most significant bit set")
+			v &^= 1 << 63
+		}
+		dir.length = int64(v)
+		if dir.length <= 0xffff {
+			d.violation(dir, dir.start, "non-minimal-length", fmt.Sprintf("length %d in the 64-bit form", dir.length))
+		}
+		p = 10
+	default:
+		dir.length = l7
+	}
+	if dir.masked {
+		copy(dir.mask[:], h[p:p+4])
+	}
+	dir.remaining, dir.offset, dir.inFrame = dir.length, 0, true
+	dir.control = dir.control[:0]
+	name := OpcodeName(dir.opcode)
+	d.sum.Frames[dir.side.String()+" "+name]++
+	if dir.side == Client && !dir.masked {
+		d.violation(dir, dir.start, "unmasked-client-frame", "RFC 6455 section 5.1: a client masks every frame")
+	}
+	if dir.side == Server && dir.masked {
+		d.violation(dir, dir.start, "masked-server-frame", "RFC 6455 section 5.1: a server never masks")
+	}
+	isControl := dir.opcode&0x8 != 0
+	switch {
+	case dir.opcode > OpBinary && dir.opcode < OpClose, dir.opcode > OpPong:
+		d.violation(dir, dir.start, "reserved-opcode", name)
+	case isControl && dir.length > 125:
+		d.violation(dir, dir.start, "control-frame-too-long", fmt.Sprintf("%s frame of %d bytes (at most 125)", name, dir.length))
+	case isControl && !dir.fin:
+		d.violation(dir, dir.start, "fragmented-control-frame", name+" frame without FIN")
+	}
+	rsv1Allowed := d.opts.Deflate != nil && (dir.opcode == OpText || dir.opcode == OpBinary)
+	if dir.rsv != 0 && !(dir.rsv == 4 && rsv1Allowed) && !d.opts.Extensions {
+		d.violation(dir, dir.start, "rsv-without-extension", fmt.Sprintf("RSV bits %03b with no extension negotiated", dir.rsv))
+	}
+	switch dir.opcode {
+	case OpText, OpBinary:
+		if dir.msg != nil {
+			d.violation(dir, dir.start, "new-message-inside-fragmented", "a new data frame before the fragmented message's last frame")
+			d.keepMessage(*dir.msg)
+		}
+		dir.msg = &Message{From: dir.side, Opcode: name, Start: dir.start, Compressed: dir.rsv&4 != 0 && d.opts.Deflate != nil}
+		dir.compressed, dir.tooBig = dir.compressed[:0], false
+	case OpContinuation:
+		if dir.msg == nil {
+			d.violation(dir, dir.start, "unexpected-continuation", "a continuation frame with no message to continue")
+			dir.msg = &Message{From: dir.side, Opcode: name, Start: dir.start}
+		}
+	}
+	if dir.msg != nil && !isControl {
+		dir.msg.Frames++
+	}
+}
+
+// payload takes a chunk of the current frame's payload.
+func (d *Decoder) payload(dir *direction, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	isControl := dir.opcode&0x8 != 0
+	if isControl {
+		room := 125 - len(dir.control)
+		if room > 0 {
+			dir.control = append(dir.control, b[:min(room, len(b))]...)
+			if dir.masked {
+				unmask(dir.control[len(dir.control)-min(room, len(b)):], dir.mask, dir.offset)
+			}
+		}
+		dir.offset += int64(len(b))
+		return
+	}
+	m := dir.msg
+	if m == nil {
+		dir.offset += int64(len(b))
+		return
+	}
+	m.Length += int64(len(b))
+	if m.Compressed {
+		if len(dir.compressed)+len(b) > d.opts.MaxCompressedMessage {
+			dir.tooBig = true
+		} else {
+			start := len(dir.compressed)
+			dir.compressed = append(dir.compressed, b...)
+			if dir.masked {
+				unmask(dir.compressed[start:], dir.mask, dir.offset)
+			}
+		}
+	} else if room := d.opts.PayloadBytes - len(m.Payload); room > 0 {
+		start := len(m.Payload)
+		m.Payload = append(m.Payload, b[:min(room, len(b))]...)
+		if dir.masked {
+			unmask(m.Payload[start:], dir.mask, dir.offset)
+		}
+		if len(b) > room {
+			m.PayloadTruncated = true
+		}
+	} else {
+		m.PayloadTruncated = true
+	}
+	dir.offset += int64(len(b))
+}
+
+func unmask(b []byte, key [4]byte, offset int64) {
+	for i := range b {
+		b[i] ^= key[(offset+int64(i))&3]
+	}
+}
+
+// endFrame finishes a frame.
+func (d *Decoder) endFrame(dir *direction, at evidence.Stamp) {
+	dir.inFrame = false
+	switch dir.opcode {
+	case OpClose:
+		d.closeFrame(dir, at)
+	case OpPing:
+		d.ping(dir)
+	case OpPong:
+		d.pong(dir, at)
+	case OpText, OpBinary, OpContinuation:
+		if dir.msg != nil && dir.fin {
+			m := dir.msg
+			m.End = at
+			if m.Compressed {
+				d.inflate(dir, m)
+			}
+			if m.Opcode == "text" && !m.Compressed && !m.PayloadTruncated && !utf8.Valid(m.Payload) {
+				d.violation(dir, m.Start, "bad-text-utf8", "a text message that is not valid UTF-8")
+			}
+			d.keepMessage(*m)
+			dir.msg = nil
+		}
+	}
+}
+
+// closeFrame reads a Close frame's code and reason (RFC 6455 section
+// 5.5.1 and 7.4).
+func (d *Decoder) closeFrame(dir *direction, at evidence.Stamp) {
+	c := Close{From: dir.side, Stamp: dir.start}
+	body := dir.control
+	switch {
+	case len(body) == 1:
+		d.violation(dir, dir.start, "close-payload-1-byte", "a Close body must be empty or hold a 2-byte code")
+	case len(body) >= 2:
+		c.Code = int(binary.BigEndian.Uint16(body[:2]))
+		reason := body[2:]
+		if !utf8.Valid(reason) {
+			d.violation(dir, dir.start, "bad-close-reason-utf8", fmt.Sprintf("close reason %q is not UTF-8", reason))
+		}
+		c.Reason = string(bytes.ToValidUTF8(reason, []byte("\uFFFD")))
+		if !validCloseCode(c.Code) {
+			d.violation(dir, dir.start, "bad-close-code", fmt.Sprintf("close code %d may not be sent (RFC 6455 section 7.4)", c.Code))
+		}
+	}
+	for i := range d.sum.Closes {
+		if d.sum.Closes[i].From != dir.side {
+			d.sum.Closes[i].Answered = true
+		}
+	}
+	if d.sum.ClosedFirst == "" {
+		d.sum.ClosedFirst = dir.side.String()
+	}
+	if len(d.sum.Closes) < 8 {
+		d.sum.Closes = append(d.sum.Closes, c)
+	}
+}
+
+// validCloseCode follows RFC 6455 section 7.4: 1000-1003, 1007-1011 (and
+// 1012-1014 registered later) and 3000-4999 may be sent; 1005, 1006, 1015
+// and the rest of 0-2999 may not.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+const maxPings = 64
+
+func (d *Decoder) ping(dir *direction) {
+	if len(d.sum.Pings) >= maxPings {
+		d.sum.PingsOmitted++
+		return
+	}
+	d.sum.Pings = append(d.sum.Pings, PingPong{From: dir.side, Ping: dir.start})
+}
+
+// pong answers the oldest unanswered ping from the other side.
+func (d *Decoder) pong(dir *direction, at evidence.Stamp) {
+	for i := range d.sum.Pings {
+		p := &d.sum.Pings[i]
+		if p.From != dir.side && p.Pong == nil {
+			pong := dir.start
+			p.Pong = &pong
+			p.RTT = pong.Time.Sub(p.Ping.Time)
+			return
+		}
+	}
+}
+
+// inflate undoes permessage-deflate on a complete message (RFC 7692
+// section 7.2.2: append 00 00 ff ff, inflate; with context takeover the
+// previous output is the dictionary of the next message).
+func (d *Decoder) inflate(dir *direction, m *Message) {
+	if dir.tooBig {
+		m.Error = fmt.Sprintf("compressed message over %d bytes: not inflated", d.opts.MaxCompressedMessage)
+		d.violation(dir, m.Start, "message-too-large", m.Error)
+		dir.dict = nil // the context is lost with it
+		return
+	}
+	in := append(dir.compressed, 0x00, 0x00, 0xff, 0xff)
+	r := flate.NewReaderDict(bytes.NewReader(in), dir.dict)
+	window := 1 << windowBits(d.opts.Deflate, dir.side)
+	var out bytes.Buffer
+	n, err := io.Copy(&out, io.LimitReader(r, d.opts.MaxDecompressed+1))
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		m.Error = "inflate: " + err.Error()
+		d.violation(dir, m.Start, "decompression-error", m.Error)
+		dir.dict = nil
+		return
+	}
+	if n > d.opts.MaxDecompressed {
+		m.Error = fmt.Sprintf("inflates to over %d bytes: stopped (a deflate bomb?)", d.opts.MaxDecompressed)
+		d.violation(dir, m.Start, "decompressed-too-large", m.Error)
+		dir.dict = nil
+		return
+	}
+	m.Decompressed = n
+	p := out.Bytes()
+	m.Payload = append(m.Payload[:0], p[:min(len(p), d.opts.PayloadBytes)]...)
+	m.PayloadTruncated = len(p) > d.opts.PayloadBytes
+	if m.Opcode == "text" && !utf8.Valid(p) {
+		d.violation(dir, m.Start, "bad-text-utf8", "a text message that is not valid UTF-8 once inflated")
+	}
+	if noContextTakeover(d.opts.Deflate, dir.side) {
+		dir.dict = nil
+		return
+	}
+	dict := append(dir.dict, p...)
+	if len(dict) > window {
+		dict = dict[len(dict)-window:]
+	}
+	dir.dict = append([]byte(nil), dict...)
+}
+
+func noContextTakeover(df *Deflate, side Side) bool {
+	if df == nil {
+		return true
+	}
+	if side == Client {
+		return df.ClientNoContextTakeover
+	}
+	return df.ServerNoContextTakeover
+}
+
+func windowBits(df *Deflate, side Side) int {
+	bits := df.ServerMaxWindowBits
+	if side == Client {
+		bits = df.ClientMaxWindowBits
+	}
+	if bits < 8 || bits > 15 {
+		return 15
+	}
+	return bits
+}
+
+// keepMessage stores a message: the first half of the cap, then a ring of
+// the most recent.
+func (d *Decoder) keepMessage(m Message) {
+	limit := d.opts.MaxMessages
+	if len(d.sum.Messages) < limit {
+		d.sum.Messages = append(d.sum.Messages, m)
+		return
+	}
+	half := limit / 2
+	copy(d.sum.Messages[half:], d.sum.Messages[half+1:])
+	d.sum.Messages[limit-1] = m
+	d.sum.MessagesOmitted++
+}
+
+const maxViolations = 64
+
+func (d *Decoder) violation(dir *direction, at evidence.Stamp, kind, detail string) {
+	if len(d.sum.Violations) >= maxViolations {
+		d.sum.ViolationsOmitted++
+		return
+	}
+	d.sum.Violations = append(d.sum.Violations, Violation{Stamp: at, From: dir.side, Kind: kind, Detail: detail})
+}
+
+// ParseFrame decodes one complete frame from the start of b, for callers
+// that need to know whether some bytes are a WebSocket frame (the client's
+// Close on a connection that was never upgraded, seed 000). It returns the
+// opcode, the unmasked payload (at most 125 bytes for control frames),
+// whether the frame was masked, and the frame's total length, or ok false.
+func ParseFrame(b []byte) (opcode uint8, payload []byte, masked bool, size int, ok bool) {
+	if len(b) < 2 {
+		return 0, nil, false, 0, false
+	}
+	hl := headerLen(b[1])
+	if len(b) < hl {
+		return 0, nil, false, 0, false
+	}
+	opcode = b[0] & 0x0f
+	if opcode > OpBinary && opcode < OpClose || opcode > OpPong || (b[0]>>4)&0x7 != 0 {
+		return 0, nil, false, 0, false
+	}
+	var length int64
+	switch l7 := b[1] & 0x7f; l7 {
+	case 126:
+		length = int64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		length = int64(binary.BigEndian.Uint64(b[2:10]) &^ (1 << 63))
+	default:
+		length = int64(l7)
+	}
+	if opcode&0x8 != 0 && (length > 125 || b[0]&0x80 == 0) {
+		return 0, nil, false, 0, false
+	}
+	if int64(len(b)-hl) < length {
+		return 0, nil, false, 0, false
+	}
+	masked = b[1]&0x80 != 0
+	n := int(min(length, 125))
+	payload = append([]byte(nil), b[hl:hl+n]...)
+	if masked {
+		var key [4]byte
+		copy(key[:], b[hl-4:hl])
+		unmask(payload, key, 0)
+	}
+	return opcode, payload, masked, hl + int(length), true
+}
+
+// CloseCode reads the status code of a Close frame's payload, 0 if none.
+func CloseCode(payload []byte) int {
+	if len(payload) < 2 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint16(payload[:2]))
+}
