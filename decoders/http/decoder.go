@@ -214,7 +214,7 @@ func prefixState(b []byte, p string) (yes, needMore bool) {
 	if len(b) >= len(p) {
 		return string(b[:len(p)]) == p, false
 	}
-	return string(b) == p[:len(b)], true
+	return false, string(b) == p[:len(b)]
 }
 
 // detect decides, on a side's first bytes, whether this is HTTP.
@@ -495,6 +495,8 @@ func (d *Decoder) begin(h *half, msg *Message, at evidence.Stamp) {
 		d.upgrade.Verdict = VerdictRejected
 		d.upgrade.Waited = msg.Start.Time.Sub(d.upgrade.Request.End.Time)
 		d.flushAfterUpgrade()
+		d.conv.Upgrades = append(d.conv.Upgrades, *d.upgrade)
+		d.upgrade = nil
 	}
 }
 

@@ -1,0 +1,251 @@
+package websocket
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"wiremortem/evidence"
+	"wiremortem/internal/testenv"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// frame builds one frame (RFC 6455 section 5.2); a non-nil mask masks it.
+func frame(fin bool, rsv, op byte, payload []byte, mask []byte) []byte {
+	b0 := rsv<<4 | op
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	m := byte(0)
+	if mask != nil {
+		m = 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, m|byte(n))
+	case n <= 0xffff:
+		out = append(out, m|126, byte(n>>8), byte(n))
+	default:
+		out = append(out, m|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	p := append([]byte(nil), payload...)
+	if mask != nil {
+		out = append(out, mask...)
+		for i := range p {
+			p[i] ^= mask[i%4]
+		}
+	}
+	return append(out, p...)
+}
+
+var key = []byte{1, 2, 3, 4}
+
+// feed pushes a stream to the decoder split into chunks of n bytes.
+func feed(d *Decoder, from Side, stream []byte, n int) {
+	for i := 0; i < len(stream); i += n {
+		end := min(i+n, len(stream))
+		d.Data(from, stream[i:end], evidence.At{Time: t0.Add(time.Duration(i) * time.Millisecond), Ref: evidence.Ref{Source: "t", Packet: int64(i + 1)}})
+	}
+}
+
+func kinds(s *Summary) string {
+	var k []string
+	for _, v := range s.Violations {
+		k = append(k, v.Kind)
+	}
+	return strings.Join(k, ",")
+}
+
+// TestSplitAtEveryByte decodes the same conversation with the stream cut
+// into chunks of every size from 1 byte up: frame headers split anywhere
+// must not change the result.
+func TestSplitAtEveryByte(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 300)     // 16-bit length
+	huge := bytes.Repeat([]byte("y"), 70_000) // 64-bit length
+	client := append(frame(true, 0, OpText, []byte("hello"), key), frame(true, 0, OpBinary, long, key)...)
+	client = append(client, frame(false, 0, OpText, []byte("frag-"), key)...)
+	client = append(client, frame(true, 0, OpPing, []byte("p"), key)...) // a ping between fragments
+	client = append(client, frame(true, 0, OpContinuation, []byte("ment"), key)...)
+	client = append(client, frame(true, 0, OpClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}, key)...)
+	server := append(frame(true, 0, OpBinary, huge, nil), frame(true, 0, OpPong, []byte("p"), nil)...)
+	server = append(server, frame(true, 0, OpClose, []byte{0x03, 0xe8}, nil)...)
+	for _, n := range []int{1, 2, 3, 5, 7, 13, 100, 1 << 20} {
+		d := NewDecoder(Options{})
+		feed(d, Client, client, n)
+		feed(d, Server, server, n)
+		s := d.Summary()
+		if v := kinds(s); v != "" {
+			t.Fatalf("chunk %d: violations %s", n, v)
+		}
+		if len(s.Messages) != 4 {
+			t.Fatalf("chunk %d: %d messages, want 4: %+v", n, len(s.Messages), s.Messages)
+		}
+		m := s.Messages
+		if string(m[0].Payload) != "hello" || m[1].Length != 300 || len(m[1].Payload) != 256 || !m[1].PayloadTruncated {
+			t.Errorf("chunk %d: first messages wrong: %+v", n, m[:2])
+		}
+		if m[2].Frames != 2 || string(m[2].Payload) != "frag-ment" {
+			t.Errorf("chunk %d: fragmented message = %q in %d frames", n, m[2].Payload, m[2].Frames)
+		}
+		if m[3].From != Server || m[3].Length != 70_000 {
+			t.Errorf("chunk %d: 64-bit-length message %+v", n, m[3])
+		}
+		if len(s.Closes) != 2 || s.Closes[0].Code != 1000 || s.Closes[0].Reason != "bye" || !s.Closes[0].Answered || s.ClosedFirst != "client" {
+			t.Errorf("chunk %d: closes %+v", n, s.Closes)
+		}
+		if len(s.Pings) != 1 || s.Pings[0].Pong == nil {
+			t.Errorf("chunk %d: ping not paired with its pong: %+v", n, s.Pings)
+		}
+	}
+}
+
+func TestViolations(t *testing.T) {
+	tests := []struct {
+		name   string
+		from   Side
+		stream []byte
+		want   string
+	}{
+		{"unmasked client frame", Client, frame(true, 0, OpText, []byte("a"), nil), "unmasked-client-frame"},
+		{"masked server frame", Server, frame(true, 0, OpText, []byte("a"), key), "masked-server-frame"},
+		{"reserved opcode", Server, frame(true, 0, 0x3, nil, nil), "reserved-opcode"},
+		{"rsv without extension", Server, frame(true, 2, OpText, []byte("a"), nil), "rsv-without-extension"},
+		{"long control frame", Server, frame(true, 0, OpPing, bytes.Repeat([]byte("a"), 126), nil), "control-frame-too-long"},
+		{"fragmented control", Server, frame(false, 0, OpPing, nil, nil), "fragmented-control-frame"},
+		{"bad close reason", Server, frame(true, 0, OpClose, []byte{0x03, 0xe8, 0xff, 0xfe}, nil), "bad-close-reason-utf8"},
+		{"close code 1005 on the wire", Server, frame(true, 0, OpClose, []byte{0x03, 0xed}, nil), "bad-close-code"},
+		{"1-byte close body", Server, frame(true, 0, OpClose, []byte{0x03}, nil), "close-payload-1-byte"},
+		{"lone continuation", Server, frame(true, 0, OpContinuation, []byte("a"), nil), "unexpected-continuation"},
+		{"non-minimal length", Server, []byte{0x82, 126, 0, 5, 'a', 'b', 'c', 'd', 'e'}, "non-minimal-length"},
+		{"bad text", Server, frame(true, 0, OpText, []byte{0xc3, 0x28}, nil), "bad-text-utf8"},
+	}
+	for _, tt := range tests {
+		d := NewDecoder(Options{})
+		feed(d, tt.from, tt.stream, 3)
+		if got := kinds(d.Summary()); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: violations %q, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// deflate compresses messages the way a permessage-deflate sender does
+// (RFC 7692 section 7.2.1): sync flush, trailing 00 00 ff ff removed, the
+// compressor's state kept between messages unless no_context_takeover.
+func deflate(t *testing.T, msgs []string, contextTakeover bool) [][]byte {
+	var out [][]byte
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	for _, m := range msgs {
+		if !contextTakeover {
+			buf.Reset()
+			w.Reset(&buf)
+		}
+		start := buf.Len()
+		w.Write([]byte(m))
+		w.Flush()
+		b := append([]byte(nil), buf.Bytes()[start:]...)
+		if !bytes.HasSuffix(b, []byte{0, 0, 0xff, 0xff}) {
+			t.Fatal("flush did not end with 00 00 ff ff")
+		}
+		out = append(out, b[:len(b)-4])
+	}
+	return out
+}
+
+func TestPermessageDeflate(t *testing.T) {
+	msgs := []string{"the same words again", "the same words again and again", strings.Repeat("the same words again ", 40)}
+	for _, takeover := range []bool{true, false} {
+		compressed := deflate(t, msgs, takeover)
+		var stream []byte
+		for _, c := range compressed {
+			stream = append(stream, frame(true, 4, OpText, c, nil)...)
+		}
+		d := NewDecoder(Options{PayloadBytes: 1024, Extensions: true, Deflate: &Deflate{ServerNoContextTakeover: !takeover}})
+		feed(d, Server, stream, 7)
+		s := d.Summary()
+		if v := kinds(s); v != "" {
+			t.Fatalf("takeover %v: violations %s", takeover, v)
+		}
+		for i, m := range s.Messages {
+			if !m.Compressed || string(m.Payload) != msgs[i] || m.Decompressed != int64(len(msgs[i])) {
+				t.Errorf("takeover %v: message %d = %q (%d), want %q", takeover, i, m.Payload, m.Decompressed, msgs[i])
+			}
+		}
+		if takeover && len(compressed[1]) >= len(msgs[1]) {
+			t.Errorf("the second message should reuse the first's context and compress well")
+		}
+	}
+}
+
+func TestDeflateBomb(t *testing.T) {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	w.Write(make([]byte, 64<<20))
+	w.Flush()
+	b := buf.Bytes()
+	stream := frame(true, 4, OpBinary, b[:len(b)-4], nil)
+	d := NewDecoder(Options{Extensions: true, Deflate: &Deflate{}, MaxDecompressed: 1 << 20})
+	start := time.Now()
+	feed(d, Server, stream, 1<<16)
+	if time.Since(start) > 5*time.Second {
+		t.Error("inflating the bomb was not cut short")
+	}
+	if got := kinds(d.Summary()); !strings.Contains(got, "decompressed-too-large") {
+		t.Errorf("violations %q, want decompressed-too-large", got)
+	}
+}
+
+func TestGapResynchronises(t *testing.T) {
+	d := NewDecoder(Options{})
+	feed(d, Server, frame(true, 0, OpText, []byte("first"), nil)[:4], 100)
+	d.Gap(Server, 100, evidence.Stamp{Time: t0})
+	feed(d, Server, append([]byte{0xde, 0xad}, frame(true, 0, OpText, []byte("after"), nil)...), 100)
+	s := d.Summary()
+	last := s.Messages[len(s.Messages)-1]
+	if string(last.Payload) != "after" || !strings.Contains(kinds(s), "resynchronised") {
+		t.Errorf("after a gap: messages %+v, violations %s", s.Messages, kinds(s))
+	}
+}
+
+func TestParseFrameSeed000(t *testing.T) {
+	op, payload, masked, size, ok := ParseFrame([]byte{0x88, 0x02, 0x03, 0xe8})
+	if !ok || op != OpClose || masked || size != 4 || CloseCode(payload) != 1000 {
+		t.Errorf("88 02 03 e8: op %d masked %v size %d code %d ok %v", op, masked, size, CloseCode(payload), ok)
+	}
+	if _, _, _, _, ok := ParseFrame([]byte("GET / HTTP/1.1\r\n")); ok {
+		t.Error("an HTTP request is not a frame")
+	}
+}
+
+func FuzzDecoder(f *testing.F) {
+	f.Add(frame(true, 0, OpText, []byte("hi"), key), frame(true, 0, OpClose, []byte{3, 0xe8}, nil), uint8(3), true)
+	c := deflate(&testing.T{}, []string{"aaaa", "aaaa"}, true)
+	f.Add(frame(true, 4, OpText, c[0], key), frame(true, 4, OpText, c[1], nil), uint8(1), true)
+	f.Add([]byte{0x88, 0x02, 0x03, 0xe8}, []byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1}, uint8(2), false)
+	f.Fuzz(func(t *testing.T, client, server []byte, chunk uint8, deflated bool) {
+		defer testenv.Watchdog(3*time.Second, append(append([]byte{}, client...), server...))()
+		opts := Options{MaxDecompressed: 1 << 20}
+		if deflated {
+			opts.Extensions, opts.Deflate = true, &Deflate{}
+		}
+		d := NewDecoder(opts)
+		n := int(chunk%16) + 1
+		feed(d, Client, client, n)
+		d.Gap(Client, 10, evidence.Stamp{})
+		feed(d, Server, server, n)
+		d.End(Client, evidence.Stamp{})
+		d.End(Server, evidence.Stamp{})
+		s := d.Summary()
+		for _, m := range s.Messages {
+			if len(m.Payload) > 256 {
+				t.Fatalf("payload over the cap: %d", len(m.Payload))
+			}
+		}
+	})
+}
