@@ -66,7 +66,7 @@ func kinds(s *Summary) string {
 // into chunks of every size from 1 byte up: frame headers split anywhere
 // must not change the result.
 func TestSplitAtEveryByte(t *testing.T) {
-	long := bytes.Repeat([]byte("x"), 300)     // 16-bit length
+	long := bytes.Repeat([]byte("x"), 300)    // 16-bit length
 	huge := bytes.Repeat([]byte("y"), 70_000) // 64-bit length
 	client := append(frame(true, 0, OpText, []byte("hello"), key), frame(true, 0, OpBinary, long, key)...)
 	client = append(client, frame(false, 0, OpText, []byte("frag-"), key)...)
