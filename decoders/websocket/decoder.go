@@ -262,7 +262,6 @@ func (d *Decoder) startFrame(dir *direction, at evidence.Stamp) {
 	dir.remaining, dir.offset, dir.inFrame = dir.length, 0, true
 	dir.control = dir.control[:0]
 	name := OpcodeName(dir.opcode)
-	d.sum.Frames[dir.side.String()+" "+name]++
 	if dir.side == Client && !dir.masked {
 		d.violation(dir, dir.start, "unmasked-client-frame", "RFC 6455 section 5.1: a client masks every frame")
 	}
@@ -358,6 +357,9 @@ func unmask(b []byte, key [4]byte, offset int64) {
 // endFrame finishes a frame.
 func (d *Decoder) endFrame(dir *direction, at evidence.Stamp) {
 	dir.inFrame = false
+	// Frames count when whole: one cut by the end of the stream is a
+	// truncated-frame violation instead.
+	d.sum.Frames[dir.side.String()+" "+OpcodeName(dir.opcode)]++
 	switch dir.opcode {
 	case OpClose:
 		d.closeFrame(dir, at)
