@@ -1,0 +1,35 @@
+package rules
+
+import (
+	"time"
+
+	"wiremortem/flows"
+)
+
+// Input is everything the rules read. Each kind of record is its own field:
+// conversations now; decoded HTTP/WebSocket records, log events and their
+// joins to conversations come as new fields, so adding a kind never touches
+// a rule that does not read it.
+type Input struct {
+	// Conversations are the TCP conversations of every capture, in ID
+	// order.
+	Conversations []*flows.Conversation
+	// CaptureStart and CaptureEnd bound the time the captures cover. A
+	// socket still open when the capture stopped was open at least until
+	// CaptureEnd. Zero values are taken from the conversations.
+	CaptureStart, CaptureEnd time.Time
+}
+
+// captureEnd is CaptureEnd, or the last packet of any conversation.
+func (in *Input) captureEnd() time.Time {
+	if !in.CaptureEnd.IsZero() {
+		return in.CaptureEnd
+	}
+	var end time.Time
+	for _, c := range in.Conversations {
+		if c.End.After(end) {
+			end = c.End
+		}
+	}
+	return end
+}
