@@ -13,7 +13,7 @@ func init() {
 		ID:           "close-wait",
 		Title:        "Connections left in CLOSE_WAIT",
 		Severity:     High,
-		SeverityNote: "medium; high when one endpoint left pileup connections in CLOSE_WAIT",
+		SeverityNote: "medium, high when one endpoint left pileup or more connections in CLOSE_WAIT",
 		Doc: `One side sent FIN, the other side's kernel acknowledged it, and that side sent no FIN of its own for longer than min_age, or never before the capture ended: its socket sat in CLOSE_WAIT (RFC 9293 section 3.6) because its application did not call close() after read() returned 0. ` +
 			`Conversations are grouped by the leaking endpoint: the server's address and port, or, when the client is the one in CLOSE_WAIT, the client host and the service it talks to; the summary gives the count and the ages. ` +
 			`A common story: the peers close idle connections after their idle timeout and the application, which keeps them without watching them, never notices; or an error in the close path (an onClose handler that fails) leaks the socket. ` +

@@ -18,6 +18,21 @@ type Input struct {
 	// socket still open when the capture stopped was open at least until
 	// CaptureEnd. Zero values are taken from the conversations.
 	CaptureStart, CaptureEnd time.Time
+
+	// conversationFields caches what user rules see, built once per
+	// evaluation (Evaluate works on a copy of the Input).
+	conversationFields []ConversationFields
+}
+
+// fields returns the conversations as user rules see them.
+func (in *Input) fields() []ConversationFields {
+	if in.conversationFields == nil {
+		in.conversationFields = make([]ConversationFields, len(in.Conversations))
+		for i, c := range in.Conversations {
+			in.conversationFields[i] = conversationFields(c)
+		}
+	}
+	return in.conversationFields
 }
 
 // captureEnd is CaptureEnd, or the last packet of any conversation.

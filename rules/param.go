@@ -353,8 +353,9 @@ func formatValue(v any) string {
 	case count:
 		return strconv.FormatInt(int64(x), 10)
 	case byteCount:
-		for _, u := range byteUnits[:3] {
-			if x >= byteCount(u.factor) && int64(x)%u.factor == 0 && int64(x)/u.factor < 1024 {
+		// The largest binary unit that divides it: 64KiB, 1536KiB, 2MiB.
+		for i := 2; i >= 0; i-- {
+			if u := byteUnits[i]; x > 0 && int64(x)%u.factor == 0 {
 				return strconv.FormatInt(int64(x)/u.factor, 10) + u.suffix
 			}
 		}
@@ -366,7 +367,7 @@ func formatValue(v any) string {
 		for i, d := range x {
 			parts[i] = formatConfigDuration(d)
 		}
-		return "[" + strings.Join(parts, ", ") + "]"
+		return "[" + strings.Join(parts, ",") + "]"
 	}
 	return fmt.Sprint(v)
 }

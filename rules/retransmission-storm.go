@@ -14,7 +14,7 @@ func init() {
 		ID:           "retransmission-storm",
 		Title:        "Many segments were sent twice",
 		Severity:     High,
-		SeverityNote: "medium; high when the storm_conversations conversations with one server were hit",
+		SeverityNote: "medium, high when storm_conversations or more conversations with one server were hit",
 		Doc: `A side retransmitted at least min_ratio of the packets it sent, and at least min_retransmissions of them, on one conversation (handshake retransmissions are left to the SYN rules). ` +
 			`Conversations with one server are one incident. ` +
 			`Retransmissions mean segments or their acknowledgements were lost, or arrived so late that the sender's retransmission timer fired: congestion or a lossy link on the path, a full queue on a middlebox or on the receiver, an MTU black hole (full-size segments lost, small ones passing). ` +

@@ -26,8 +26,8 @@ type Rule struct {
 	// Doc says what the rule detects, the kernel or RFC behaviour behind
 	// it, and the traps that would make it fire wrongly.
 	Doc string
-	// Severity is the highest severity the rule reports; SeverityNote says
-	// when it reports less.
+	// Severity is the highest severity the rule reports; SeverityNote,
+	// when it reports several, says which when ("medium, high when ...").
 	Severity     Severity
 	SeverityNote string
 	Params       []Param

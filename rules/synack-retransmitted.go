@@ -12,7 +12,7 @@ func init() {
 		ID:           "synack-retransmitted",
 		Title:        "Server repeated its SYN-ACK",
 		Severity:     High,
-		SeverityNote: "medium; high when storm_attempts handshakes on one listener had their SYN-ACK repeated in one episode",
+		SeverityNote: "medium, high when storm_attempts or more handshakes on one listener had their SYN-ACK repeated in one episode",
 		Doc: `The server sent its SYN-ACK again on its own timer (not in answer to a retransmitted SYN): it did not take the client's final ACK. ` +
 			`When the client's ACK is in the capture, the server received it and ignored it: Linux drops the ACK that would complete a handshake when the listener's accept queue is full (tcp_check_req, counted in TcpExtListenOverflows) and retries its SYN-ACK (tcp_synack_timer, up to net.ipv4.tcp_synack_retries), while the client already believes it is connected and may be sending its request into the void. ` +
 			`When the ACK is not in the capture, the SYN-ACK or the ACK was lost on the path. ` +
