@@ -44,7 +44,7 @@ func TestIdleTimeoutTeardown(t *testing.T) {
 		{
 			name: "healthy twin: a long-lived idle connection that was not closed",
 			in: input(600*s, conv(1, client, server).handshake(0).data(flows.Client, 10*ms, 300).data(flows.Server, 20*ms, 900).
-				until(60 * s).until(120 * s).until(180 * s).done()),
+				until(60*s).until(120*s).until(180*s).done()),
 		},
 		{
 			name: "healthy twin: a close after 45 s of silence matches no timeout",
