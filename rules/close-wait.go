@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"wiremortem/flows"
@@ -127,13 +128,19 @@ func closeWaitIncident(group []closeWait, pileup int64) *draft {
 	sort.Slice(idles, func(i, j int) bool { return idles[i] < idles[j] })
 	first := group[0]
 	leaker := capitalize(who(first.c, first.waiter))
-	if first.waiter == flows.Client {
+	if first.waiter == flows.Client && len(group) > 1 {
 		leaker = fmt.Sprintf("Client host %s (talking to %s)", first.c.Client.Addr(), first.c.Server)
 	}
-	fate := fmt.Sprintf("%d still open when the capture ended", open)
-	if closedLate+reset > 0 {
-		fate += fmt.Sprintf(", %d closed late, %d reset", closedLate, reset)
+	var fates []string
+	for _, f := range []struct {
+		n    int
+		text string
+	}{{open, "still open when the capture ended"}, {closedLate, "closed late"}, {reset, "reset in the end"}} {
+		if f.n > 0 {
+			fates = append(fates, fmt.Sprintf("%d %s", f.n, f.text))
+		}
 	}
+	fate := strings.Join(fates, ", ")
 	if len(group) == 1 {
 		how := "no FIN back; still open when the capture ended"
 		switch {
@@ -144,8 +151,11 @@ func closeWaitIncident(group []closeWait, pileup int64) *draft {
 		}
 		d.summary("%s stayed in CLOSE_WAIT for %s after %s closed (FIN acknowledged, %s).", leaker, seconds(first.age), who(first.c, first.waiter.Other()), how)
 	} else {
-		d.summary("%s left %d connections in CLOSE_WAIT after their peers closed: ages %s (median %s), %s.",
-			leaker, len(group), secondsRange(ages[0], ages[len(ages)-1]), seconds(median(ages)), fate)
+		age := fmt.Sprintf("ages %s (median %s)", secondsRange(ages[0], ages[len(ages)-1]), seconds(median(ages)))
+		if seconds(ages[0]) == seconds(ages[len(ages)-1]) {
+			age = "each for " + seconds(ages[0])
+		}
+		d.summary("%s left %d connections in CLOSE_WAIT after their peers closed, %s; %s.", leaker, len(group), age, fate)
 	}
 
 	waiterName := first.c.Endpoint(first.waiter).String()
@@ -160,8 +170,11 @@ func closeWaitIncident(group []closeWait, pileup int64) *draft {
 		}
 		d.cause(text+"; the application keeps idle connections without watching them for EOF, so it never noticed.", proof...)
 	}
-	if closedLate+reset > 0 {
-		d.cause(fmt.Sprintf("The application closes, but late: %s were closed after up to %s, so its workers are busy or blocked before they reach close().", plural(closedLate+reset, "connection"), seconds(ages[len(ages)-1])), proof...)
+	switch late := closedLate + reset; {
+	case late == 1 && len(group) == 1:
+		d.cause(fmt.Sprintf("The application closes, but late (after %s): its workers are busy or blocked before they reach close().", seconds(first.age)), proof...)
+	case late > 0:
+		d.cause(fmt.Sprintf("The application closes, but late: %d of these connections were closed after up to %s, so its workers are busy or blocked before they reach close().", late, seconds(ages[len(ages)-1])), proof...)
 	}
 	port := portOf(first.c.Endpoint(first.waiter))
 	filter := fmt.Sprintf("'( sport = :%s )'", port)

@@ -36,7 +36,7 @@ func TestCloseWait(t *testing.T) {
 			name:    "seed 003: a server that never closes after its idle peers' FIN",
 			in:      input(200*s, idlePeers(12, server)...),
 			want:    []string{"high: " + flowList(12, "10.0.2.%d:50000>"+server)},
-			summary: "Server 10.0.0.9:9501 left 12 connections in CLOSE_WAIT after their peers closed: ages 128 s to 139 s (median 134 s), 12 still open when the capture ended.",
+			summary: "Server 10.0.0.9:9501 left 12 connections in CLOSE_WAIT after their peers closed, ages 128 s to 139 s (median 134 s); 12 still open when the capture ended.",
 			cause:   "silent for 60.0 s (median) before the peer's FIN, which matches nginx's 60 s defaults",
 		},
 		{
@@ -60,7 +60,7 @@ func TestCloseWait(t *testing.T) {
 				conv(1, "10.0.0.5:41000", "10.0.0.20:6379").handshake(0).fin(flows.Server, 30*s, ms).done(),
 				conv(2, "10.0.0.5:41001", "10.0.0.20:6379").handshake(0).fin(flows.Server, 31*s, ms).done()),
 			want:    []string{"medium: 10.0.0.5:41000>10.0.0.20:6379 10.0.0.5:41001>10.0.0.20:6379"},
-			summary: "Client host 10.0.0.5 (talking to 10.0.0.20:6379) left 2 connections in CLOSE_WAIT after their peers closed",
+			summary: "Client host 10.0.0.5 (talking to 10.0.0.20:6379) left 2 connections in CLOSE_WAIT after their peers closed, ages 69.0 s to 70.0 s (median 70.0 s); 2 still open when the capture ended.",
 			cause:   "The application at 10.0.0.5 did not call close()",
 		},
 		{

@@ -73,12 +73,18 @@ func midStreamReset(c *flows.Conversation, activeWithin time.Duration) *draft {
 	}
 	d := newDraft(Medium, confidence)
 	d.flow(c)
+	// Key packets are capped (the latest kept): with some dropped, the
+	// retransmissions counted are a lower bound.
+	retried := times(len(retries))
+	if c.KeyPacketsDropped > 0 {
+		retried = "at least " + retried
+	}
 	resetBy, other := who(c, resetter), who(c, peer)
-	reset := d.cite(rst.Stamp, "RST from %s, %s of its own unacknowledged", resetBy, bytesText(rst.Unacked))
+	reset := d.cite(rst.Stamp, "RST from %s%s", resetBy, unackedText(rst))
 	switch {
 	case silentFor > 0:
 		d.summary("%s reset its connection with %s with %s unacknowledged, after the %s had been silent for %s while the %s retransmitted %s.",
-			capitalize(resetBy), other, bytesText(rst.Unacked), peer, seconds(silentFor), resetter, times(len(retries)))
+			capitalize(resetBy), other, bytesText(rst.Unacked), peer, seconds(silentFor), resetter, retried)
 	case dataLost:
 		d.summary("%s reset its connection with %s with %s still unacknowledged, %s after the last data.",
 			capitalize(resetBy), other, bytesText(rst.Unacked), seconds(rst.Time.Sub(last.Time)))
@@ -93,7 +99,7 @@ func midStreamReset(c *flows.Conversation, activeWithin time.Duration) *draft {
 		first := d.cite(retries[0].Stamp, "retransmission from the %s", resetter)
 		final := d.cite(retries[len(retries)-1].Stamp, "retransmission from the %s, +%s", resetter, seconds(retries[len(retries)-1].Time.Sub(retries[0].Time)))
 		d.cause(fmt.Sprintf("The %s stopped answering: nothing came from it for %s while the %s retransmitted %s without an acknowledgement (host down, network path lost, or a NAT or firewall that forgot the connection), and the %s gave up (Linux after net.ipv4.tcp_retries2, about 15 minutes by default; sooner with TCP_USER_TIMEOUT; Windows after 5 retransmissions).",
-			peer, seconds(silentFor), resetter, times(len(retries)), resetter), quiet, first, final, reset)
+			peer, seconds(silentFor), resetter, retried, resetter), quiet, first, final, reset)
 		if n := len(c.ZeroWindows); n > 0 && c.ZeroWindows[0].Receiver == peer {
 			zw := d.cite(c.ZeroWindows[0].Start, "zero window advertised by %s", other)
 			d.cause(fmt.Sprintf("Earlier the %s had advertised a zero window %s: it was falling behind in reading before it went silent.", peer, times(n)), zw)

@@ -102,9 +102,12 @@ func newSYNStorm(server netip.AddrPort, unanswered, all []*flows.Conversation, c
 			s.gaveUp++
 		}
 	}
+	// The listener's other attempts count when they came within one
+	// initial RTO of the episode: the ones answered just before it are
+	// often those that filled the accept queue.
 	for _, c := range all {
 		t := firstSYN(c).Time
-		if t.Before(s.start) || t.After(s.end) {
+		if t.Before(s.start.Add(-initialRTO)) || t.After(s.end.Add(initialRTO)) {
 			continue
 		}
 		for _, syn := range c.Handshake.SYNs {
@@ -258,8 +261,8 @@ func (s *synStorm) causes(d *draft, facts listenerFacts, noAnswer, upProof, repe
 	port := portOf(s.server)
 	switch {
 	case s.answered() > 0:
-		text := fmt.Sprintf("The accept queue of %s was full: it answered %d other attempts in the same %s and silently dropped these SYNs. Linux drops a SYN when the listener's accept queue, min(listen backlog, net.core.somaxconn), is full and the application is not calling accept() fast enough (tcp_conn_request)",
-			s.server, s.answered(), seconds(s.end.Sub(s.start)))
+		text := fmt.Sprintf("The accept queue of %s was full: it answered %s within a second of these and silently dropped these SYNs. Linux drops a SYN when the listener's accept queue, min(listen backlog, net.core.somaxconn), is full and the application is not calling accept() fast enough (tcp_conn_request)",
+			s.server, plural(s.answered(), "other attempt"))
 		if len(s.repeatedSYNACK) > 0 {
 			text += fmt.Sprintf("; the %d repeated SYN-ACKs are the same queue: the kernel dropped those clients' final ACK and retried its SYN-ACK", len(s.repeatedSYNACK))
 		}

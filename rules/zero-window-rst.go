@@ -96,10 +96,10 @@ func (st *stall) incident() *draft {
 	if !st.during {
 		when = fmt.Sprintf(" %s after the window reopened", seconds(rst.Time.Sub(ep.End.Time)))
 	}
-	d.summary("%s stopped reading: it advertised a zero window to %s for %s (%s, %s waiting), then %s%s.",
-		capitalize(who(c, reader)), endpointOf(c, sender), seconds(st.held), plural(ep.Probes, "probe"), bytesText(ep.BytesWaiting), resetBy, when)
+	d.summary("%s stopped reading: it advertised a zero window to %s for %s (%s), then %s%s.",
+		capitalize(who(c, reader)), endpointOf(c, sender), seconds(st.held), stuck(ep), resetBy, when)
 
-	closed := d.cite(ep.Start, "zero window advertised by %s, %s waiting", who(c, reader), bytesText(ep.BytesWaiting))
+	closed := d.cite(ep.Start, "zero window advertised by %s", who(c, reader))
 	evidence := []int{closed}
 	probes := keyPacketsBetween(c, sender, ep.Start.Time, rst.Time.Add(time.Nanosecond), "zero-window-probe")
 	for i, kp := range probes {
@@ -110,9 +110,9 @@ func (st *stall) incident() *draft {
 	if !st.during {
 		d.cite(*ep.End, "%s reopened its window after %s", who(c, reader), seconds(ep.Duration))
 	}
-	reset := d.cite(rst.Stamp, "RST from %s, %s of its own unacknowledged", who(c, rst.By), bytesText(rst.Unacked))
+	reset := d.cite(rst.Stamp, "RST from %s%s", who(c, rst.By), unackedText(rst))
 
-	d.cause(fmt.Sprintf("The %s's application stopped reading: it did not call recv(), its receive buffer filled and the kernel advertised a zero window (RFC 9293 section 3.8.6.1), so the %s could send nothing but probes.", reader, sender), evidence...)
+	d.cause(fmt.Sprintf("The %s's application stopped reading: it did not call recv(), its receive buffer filled and the kernel advertised a zero window (RFC 9293 section 3.8.6.1), so the %s could send nothing but probes while its own data piled up in its socket buffer (Send-Q).", reader, sender), evidence...)
 	if rst.By == sender {
 		if name := timeoutName(st.held); name != "" {
 			d.cause(fmt.Sprintf("The %s gave up after %s with data stuck, which matches %s; nginx with reset_timedout_connection on resets rather than closes.", sender, seconds(st.held), name), closed, reset)
@@ -132,6 +132,27 @@ func (st *stall) incident() *draft {
 		"If nginx proxies this connection: its error log around the RST, lines ending 'while proxying upgraded connection' for this client.",
 	)
 	return d
+}
+
+// stuck writes an episode's probes and, when the capture shows them, the
+// bytes in flight when the window closed: "9 probes, 108,528 bytes
+// waiting". A receiver that acknowledged everything before closing its
+// window leaves nothing in flight; the data then waits in the sender's
+// socket buffer (its Send-Q), which the wire does not show.
+func stuck(ep *flows.ZeroWindowEpisode) string {
+	s := plural(ep.Probes, "probe")
+	if ep.BytesWaiting > 0 {
+		s += ", " + bytesText(ep.BytesWaiting) + " waiting"
+	}
+	return s
+}
+
+// unackedText describes the data a RST's sender had in flight, if any.
+func unackedText(rst *flows.CloseMark) string {
+	if rst.Unacked == 0 {
+		return ""
+	}
+	return ", " + bytesText(rst.Unacked) + " of its own unacknowledged"
 }
 
 // capitalize upper-cases the first letter of a sentence.

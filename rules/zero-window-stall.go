@@ -65,7 +65,7 @@ func stalled(c *flows.Conversation, ep *flows.ZeroWindowEpisode, held time.Durat
 	d := newDraft(Medium, "high")
 	d.flow(c)
 	ending := map[string]string{
-		"window-update": "then reopened it",
+		"window-update": "and then reopened it",
 		"fin":           "until the connection closed",
 		"rst":           "until the connection was reset",
 		"capture-end":   "and it was still closed when the capture ended",
@@ -78,9 +78,9 @@ func stalled(c *flows.Conversation, ep *flows.ZeroWindowEpisode, held time.Durat
 	if long > 1 {
 		others = fmt.Sprintf("; it did so %s on this connection", times(long))
 	}
-	d.summary("%s stopped reading: it held a zero window to %s for %s (%s, %s waiting) %s%s.",
-		capitalize(who(c, reader)), endpointOf(c, sender), seconds(held), plural(ep.Probes, "probe"), bytesText(ep.BytesWaiting), ending, others)
-	closed := d.cite(ep.Start, "zero window advertised by %s, %s waiting", who(c, reader), bytesText(ep.BytesWaiting))
+	d.summary("%s stopped reading: it held a zero window to %s for %s (%s) %s%s.",
+		capitalize(who(c, reader)), endpointOf(c, sender), seconds(held), stuck(ep), ending, others)
+	closed := d.cite(ep.Start, "zero window advertised by %s", who(c, reader))
 	proof := []int{closed}
 	end := ep.Start.Time.Add(held)
 	probes := keyPacketsBetween(c, sender, ep.Start.Time, end.Add(time.Nanosecond), "zero-window-probe")

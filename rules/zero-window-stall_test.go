@@ -19,7 +19,7 @@ func TestZeroWindowStall(t *testing.T) {
 			in: input(30*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 1*s, 65536).
 				zeroWindow(flows.Client, 2*s, 6200*ms, 3, 65536).data(flows.Server, 7*s, 100).fin(flows.Client, 8*s, ms).fin(flows.Server, 8*s+2*ms, -1).done()),
 			want:    []string{"medium: " + agent + ">" + nginx},
-			summary: "Client 172.28.72.119:63132 stopped reading: it held a zero window to 172.28.72.117:443 for 4.2 s (3 probes, 65,536 bytes waiting) then reopened it.",
+			summary: "Client 172.28.72.119:63132 stopped reading: it held a zero window to 172.28.72.117:443 for 4.2 s (3 probes, 65,536 bytes waiting) and then reopened it.",
 		},
 		{
 			name: "still closed when the capture ended",
