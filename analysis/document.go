@@ -15,11 +15,14 @@ import (
 // JSON: nothing in it depends on the wall clock, map order or scheduling.
 // Fields are added, never renamed (docs/json.md).
 type Document struct {
-	Tool          Tool             `json:"tool"`
-	Inputs        []InputFile      `json:"inputs"`
-	Summary       Summary          `json:"summary"`
-	Incidents     []rules.Incident `json:"incidents"`
-	Conversations []Conversation   `json:"conversations"`
+	Tool      Tool             `json:"tool"`
+	Inputs    []InputFile      `json:"inputs"`
+	Summary   Summary          `json:"summary"`
+	Incidents []rules.Incident `json:"incidents"`
+	// IncidentsOmitted counts incidents left out by the cap (the least
+	// severe); Summary counts them all.
+	IncidentsOmitted int            `json:"incidents_omitted,omitempty"`
+	Conversations    []Conversation `json:"conversations"`
 	// ConversationsOmitted counts conversations left out of the list by
 	// the cap (they still count in Summary and rules saw them all).
 	ConversationsOmitted int       `json:"conversations_omitted,omitempty"`

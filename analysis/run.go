@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
+	"time"
 
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
@@ -34,6 +36,9 @@ type Options struct {
 	// MaxConversations caps the conversations listed in the document (the
 	// rest still count and are seen by rules). Default 100,000.
 	MaxConversations int
+	// Rules says which rules run with which thresholds (--rule-config,
+	// --set, --rules); nil means the built-in rules with their defaults.
+	Rules *rules.Config
 }
 
 // InputError is an input that could not be read at all, or only up to some
@@ -113,9 +118,10 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			doc.Summary.End = c.End
 		}
 	}
-	doc.Incidents = []rules.Incident{}
-	for _, inc := range doc.Incidents {
-		doc.Summary.Incidents[inc.Severity.String()]++
+	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs)}, opts.Rules)
+	doc.Incidents, doc.IncidentsOmitted, doc.Summary.Incidents = found.Incidents, found.IncidentsOmitted, found.BySeverity
+	for _, p := range found.Problems {
+		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))})
 	}
 	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.MaxConversations))
 	for i, c := range convs {
@@ -129,6 +135,18 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		doc.Summary.Partial = true
 	}
 	return res, nil
+}
+
+// captureEnd is the time of the last packet of any capture (TCP or not):
+// a socket still open then was open at least until that time.
+func captureEnd(inputs []InputFile) time.Time {
+	var end time.Time
+	for _, in := range inputs {
+		if in.Kind == KindCapture && in.Last.After(end) {
+			end = in.Last
+		}
+	}
+	return end
 }
 
 // fail records an input that could not be used.

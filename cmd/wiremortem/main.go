@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"wiremortem/analysis"
+	"wiremortem/rules"
 )
 
 // Exit codes.
@@ -44,6 +45,7 @@ func commands() []command {
 	return []command{
 		{"analyze", "[flags] FILE...", "analyse captures and logs, print a verdict, write JSON and HTML reports", runAnalyze},
 		{"flows", "[--json] CAPTURE...", "list every TCP conversation in captures", runFlows},
+		{"rules", "[--fields] [--rules FILE] [--rule-config FILE] [--set rule.param=value]", "list the rules, their parameters and defaults", runRules},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help for a command", runHelp},
 	}
@@ -183,8 +185,14 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("analyze", "[flags] FILE...", stderr)
 	jsonOut := fs.String("json", "", "write the full JSON document to `FILE` (- for standard output)")
+	rf := addRuleFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	ruleConfig, err := rf.config()
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
+		return exitUsage
 	}
 	paths, err := expandInputs(fs.Args())
 	if err != nil {
@@ -202,7 +210,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := analysis.Run(ctx, inputs, analysis.Options{})
+	res, err := analysis.Run(ctx, inputs, analysis.Options{Rules: ruleConfig})
 	if err != nil {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitInputError
@@ -217,6 +225,77 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%d conversations, %d incidents\n", res.Document.Summary.Conversations, len(res.Document.Incidents))
 	}
 	return reportInputErrors(res, stderr)
+}
+
+func runRules(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("rules", "[--fields] [--rules FILE] [--rule-config FILE] [--set rule.param=value]", stderr)
+	fields := fs.Bool("fields", false, "print the fields user-defined rules can use in their expressions")
+	rf := addRuleFlags(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wiremortem rules: unexpected argument %q\n", analysis.Safe(fs.Arg(0)))
+		fs.Usage()
+		return exitUsage
+	}
+	var err error
+	if *fields {
+		err = rules.WriteFieldReference(stdout)
+	} else {
+		var cfg *rules.Config
+		if cfg, err = rf.config(); err != nil {
+			fmt.Fprintln(stderr, "wiremortem rules:", analysis.Safe(err.Error()))
+			return exitUsage
+		}
+		err = rules.WriteCatalog(stdout, cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem rules:", err)
+		return exitInputError
+	}
+	return exitOK
+}
+
+// ruleFlags are the flags that choose and tune the rules.
+type ruleFlags struct {
+	userRules, configs, sets []string
+}
+
+func addRuleFlags(fs *pflag.FlagSet) *ruleFlags {
+	rf := &ruleFlags{}
+	fs.StringArrayVar(&rf.userRules, "rules", nil, "add user-defined rules from `FILE` (YAML, see docs/rules.md); repeatable")
+	fs.StringArrayVar(&rf.configs, "rule-config", nil, "change thresholds or disable rules from `FILE` (YAML, or TOML when it ends in .toml); repeatable")
+	fs.StringArrayVar(&rf.sets, "set", nil, "change one threshold, `rule.param=value` (rule.enabled=false disables a rule); repeatable, applied after --rule-config")
+	return rf
+}
+
+// config builds the rule configuration: user rules, then config files,
+// then --set flags, so a --set wins over a file.
+func (rf *ruleFlags) config() (*rules.Config, error) {
+	var user []*rules.Rule
+	for _, path := range rf.userRules {
+		r, err := rules.LoadRules(path)
+		if err != nil {
+			return nil, err
+		}
+		user = append(user, r...)
+	}
+	cfg, err := rules.NewConfig(user...)
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range rf.configs {
+		if err := rules.LoadConfig(cfg, path); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range rf.sets {
+		if err := rules.ParseSet(cfg, s); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
 }
 
 // reportInputErrors prints one line per damaged or unreadable input and
