@@ -22,6 +22,9 @@ type Document struct {
 	Inputs    []InputFile      `json:"inputs"`
 	Summary   Summary          `json:"summary"`
 	Incidents []rules.Incident `json:"incidents"`
+	// IncidentsOmitted counts incidents left out by the cap (the least
+	// severe); Summary counts them all.
+	IncidentsOmitted int `json:"incidents_omitted,omitempty"`
 	// Conversations are the ones kept in memory for the HTML report: the
 	// first ones and those incidents cite, up to a cap. The JSON document
 	// lists every conversation: Result.WriteJSON streams them from disk.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
+	"time"
 
 	"wiremortem/decoders/http"
 	"wiremortem/flows"
@@ -51,6 +53,9 @@ type Options struct {
 	HTTP http.Options
 	// NoDecode skips HTTP and WebSocket decoding (wiremortem flows).
 	NoDecode bool
+	// Rules says which rules run with which thresholds (--rule-config,
+	// --set, --rules); nil means the built-in rules with their defaults.
+	Rules *rules.Config
 }
 
 // Progress says how far reading the captures got.
@@ -160,9 +165,10 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			doc.Summary.End = c.End
 		}
 	}
-	doc.Incidents = []rules.Incident{}
-	for _, inc := range doc.Incidents {
-		doc.Summary.Incidents[inc.Severity.String()]++
+	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs)}, opts.Rules)
+	doc.Incidents, doc.IncidentsOmitted, doc.Summary.Incidents = found.Incidents, found.IncidentsOmitted, found.BySeverity
+	for _, p := range found.Problems {
+		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))})
 	}
 	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, nil, doc.Incidents, opts.MaxTimelineEvents)
 	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
@@ -178,6 +184,18 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		doc.Summary.Partial = true
 	}
 	return res, nil
+}
+
+// captureEnd is the time of the last packet of any capture (TCP or not):
+// a socket still open then was open at least until that time.
+func captureEnd(inputs []InputFile) time.Time {
+	var end time.Time
+	for _, in := range inputs {
+		if in.Kind == KindCapture && in.Last.After(end) {
+			end = in.Last
+		}
+	}
+	return end
 }
 
 // fail records an input that could not be used.

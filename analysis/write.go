@@ -18,6 +18,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		{"inputs", d.Inputs},
 		{"summary", d.Summary},
 		{"incidents", d.Incidents},
+		{"incidents_omitted", d.IncidentsOmitted},
 		{"conversations", nil},
 		{"timeline", d.Timeline},
 		{"timeline_omitted", d.TimelineOmitted},

@@ -214,6 +214,7 @@ func (c *conn) process(seg *segment, fromClient bool, stamp evidence.Stamp) {
 		// The SYN showed the roles were the other way round.
 		side = side.Other()
 	}
+	conv.From(side).Last = restamp(conv.From(side).Last, stamp)
 	duringZeroWindow := c.zwOpen[Client] > 0 || c.zwOpen[Server] > 0
 	label := c.analyse(seg, side, stamp)
 	c.handshake(seg, side, stamp, &label)
@@ -557,6 +558,9 @@ func (c *conn) analyse(seg *segment, side Side, stamp evidence.Stamp) string {
 		}
 		if c.fillsHole(s, seg) && stamp.Time.Sub(s.highTime) < c.reorderWindow() {
 			t.OutOfOrder++
+			if seg.payloadLen > 0 {
+				t.LastData = restamp(t.LastData, stamp)
+			}
 		} else {
 			t.Retransmissions++
 			label = "retransmission"
@@ -583,6 +587,9 @@ func (c *conn) analyse(seg *segment, side Side, stamp evidence.Stamp) string {
 		}
 		if seg.payloadLen > 0 && seg.payloadLen == len(seg.payload) {
 			s.remember(seg)
+		}
+		if seg.payloadLen > 0 {
+			t.LastData = restamp(t.LastData, stamp)
 		}
 		if seg.payloadLen > 0 && !s.dataSeen {
 			s.dataSeen = true
@@ -795,6 +802,16 @@ func (c *conn) windowAdvert(seg *segment, side Side, stamp evidence.Stamp, label
 		*label = "window-reopened"
 	}
 	c.sampleWindow(seg, side, stamp.Time, w)
+}
+
+// restamp overwrites a per-side "last" stamp, allocating it only once per
+// conversation.
+func restamp(p *evidence.Stamp, at evidence.Stamp) *evidence.Stamp {
+	if p == nil {
+		p = new(evidence.Stamp)
+	}
+	*p = at
+	return p
 }
 
 func (c *conn) zeroWindowProbe(side Side, t *Traffic) {

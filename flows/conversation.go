@@ -171,6 +171,13 @@ type Traffic struct {
 	// capture (Zeek's missed_bytes).
 	MissedBytes int64 `json:"missed_bytes"`
 
+	// Last is the last packet this side sent; LastData the last one that
+	// carried new payload (not a retransmission, keep-alive or window
+	// probe). Idle times ("nothing was said for 60 s, then nginx closed")
+	// and "the peer went silent while we retransmitted" come from these.
+	Last     *evidence.Stamp `json:"last,omitempty"`
+	LastData *evidence.Stamp `json:"last_data,omitempty"`
+
 	// SYNs, FINs and RSTs count packets with those flags.
 	SYNs int64 `json:"syns"`
 	FINs int64 `json:"fins"`

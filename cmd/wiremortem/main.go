@@ -49,6 +49,7 @@ func commands() []command {
 		{"analyze", "[flags] FILE...", "analyse captures and logs, print a verdict, write JSON and HTML reports", runAnalyze},
 		{"flows", "[--json] CAPTURE...", "list every TCP conversation in captures", runFlows},
 		{"batch", "[flags] DIR|GLOB...", "analyse archives of captures: one report per capture group, plus an index", runBatch},
+		{"rules", "[--fields] [--rules FILE] [--rule-config FILE] [--set rule.param=value]", "list the rules, their parameters and defaults", runRules},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help for a command", runHelp},
 	}
@@ -206,6 +207,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	failOn := fs.String("fail-on", "", "exit 1 when an incident of this `severity` or worse is found (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	src := addSourceFlags(fs)
+	rf := addRuleFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -216,6 +218,10 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	opts, forced, err := src.options()
 	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
+		return exitUsage
+	}
+	if opts.Rules, err = rf.config(); err != nil {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitUsage
 	}
@@ -377,6 +383,77 @@ func parseFailOn(s string) (rules.Severity, error) {
 		return -1, nil
 	}
 	return rules.ParseSeverity(s)
+}
+
+func runRules(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("rules", "[--fields] [--rules FILE] [--rule-config FILE] [--set rule.param=value]", stderr)
+	fields := fs.Bool("fields", false, "print the fields user-defined rules can use in their expressions")
+	rf := addRuleFlags(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wiremortem rules: unexpected argument %q\n", analysis.Safe(fs.Arg(0)))
+		fs.Usage()
+		return exitUsage
+	}
+	var err error
+	if *fields {
+		err = rules.WriteFieldReference(stdout)
+	} else {
+		var cfg *rules.Config
+		if cfg, err = rf.config(); err != nil {
+			fmt.Fprintln(stderr, "wiremortem rules:", analysis.Safe(err.Error()))
+			return exitUsage
+		}
+		err = rules.WriteCatalog(stdout, cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "wiremortem rules:", err)
+		return exitInputError
+	}
+	return exitOK
+}
+
+// ruleFlags are the flags that choose and tune the rules.
+type ruleFlags struct {
+	userRules, configs, sets []string
+}
+
+func addRuleFlags(fs *pflag.FlagSet) *ruleFlags {
+	rf := &ruleFlags{}
+	fs.StringArrayVar(&rf.userRules, "rules", nil, "add user-defined rules from `FILE` (YAML, see docs/rules.md); repeatable")
+	fs.StringArrayVar(&rf.configs, "rule-config", nil, "change thresholds or disable rules from `FILE` (YAML, or TOML when it ends in .toml); repeatable")
+	fs.StringArrayVar(&rf.sets, "set", nil, "change one threshold, `rule.param=value` (rule.enabled=false disables a rule); repeatable, applied after --rule-config")
+	return rf
+}
+
+// config builds the rule configuration: user rules, then config files,
+// then --set flags, so a --set wins over a file.
+func (rf *ruleFlags) config() (*rules.Config, error) {
+	var user []*rules.Rule
+	for _, path := range rf.userRules {
+		r, err := rules.LoadRules(path)
+		if err != nil {
+			return nil, err
+		}
+		user = append(user, r...)
+	}
+	cfg, err := rules.NewConfig(user...)
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range rf.configs {
+		if err := rules.LoadConfig(cfg, path); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range rf.sets {
+		if err := rules.ParseSet(cfg, s); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
 }
 
 // reportInputErrors prints one line per damaged or unreadable input and

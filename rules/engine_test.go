@@ -1,0 +1,169 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"wiremortem/flows"
+)
+
+// mixed is a capture with one high incident (seed 001), one storm (seed
+// 002) and 20 lonely unanswered SYNs to 20 different servers.
+func mixed() *Input {
+	convs := storm()
+	convs = append(convs, conv(100, agent, nginx).handshake(0).data(flows.Server, 9*s, 108528).
+		zeroWindow(flows.Client, 10*s, -1, 9, 108528).rst(flows.Server, 70*s, 108528).done())
+	for i := range 20 {
+		convs = append(convs, conv(200+i, "10.0.3.1:4000", fmt.Sprintf("10.0.4.%d:80", i+1)).syn(20*s).done())
+	}
+	return input(100*s, convs...)
+}
+
+func TestEvaluateCaps(t *testing.T) {
+	cfg, _ := NewConfig()
+	for _, set := range []string{"limits.max_incidents=5", "limits.max_flows_per_incident=3", "limits.max_evidence_per_incident=4"} {
+		if err := ParseSet(cfg, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := Evaluate(mixed(), cfg)
+	if len(res.Incidents) != 5 || res.IncidentsOmitted != 17 {
+		t.Fatalf("%d incidents, %d omitted; want 5 and 17", len(res.Incidents), res.IncidentsOmitted)
+	}
+	if got := fmt.Sprint(res.BySeverity); got != "map[high:2 low:20]" {
+		t.Errorf("by severity %s", got)
+	}
+	if res.Incidents[0].Severity != High || res.Incidents[1].Severity != High || res.Incidents[2].Severity != Low {
+		t.Errorf("most severe first: %v %v %v", res.Incidents[0].Severity, res.Incidents[1].Severity, res.Incidents[2].Severity)
+	}
+	for _, inc := range res.Incidents {
+		if inc.Rule != "syn-unanswered" || inc.Severity != High {
+			continue
+		}
+		if len(inc.Flows) != 3 || inc.FlowsOmitted != 13 {
+			t.Errorf("storm: %d flows, %d omitted; want 3 and 13", len(inc.Flows), inc.FlowsOmitted)
+		}
+		if len(inc.Evidence) != 4 || inc.EvidenceOmitted == 0 {
+			t.Errorf("storm: %d evidence items, %d omitted", len(inc.Evidence), inc.EvidenceOmitted)
+		}
+		// The first cause's evidence survives the cap and is renumbered.
+		if len(inc.Causes[0].Evidence) == 0 {
+			t.Errorf("the cap dropped the first cause's evidence")
+		}
+		for _, c := range inc.Causes {
+			for _, i := range c.Evidence {
+				if i >= len(inc.Evidence) {
+					t.Errorf("cause cites %d of %d items", i, len(inc.Evidence))
+				}
+			}
+		}
+		for i := 1; i < len(inc.Evidence); i++ {
+			if inc.Evidence[i].Time.Before(inc.Evidence[i-1].Time) {
+				t.Errorf("evidence not in time order")
+			}
+		}
+	}
+}
+
+// TestEvaluateDeterministic: the same conversations in any order give
+// byte-identical JSON.
+func TestEvaluateDeterministic(t *testing.T) {
+	want, err := json.Marshal(Evaluate(mixed(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := range int64(5) {
+		in := mixed()
+		rand.New(rand.NewSource(seed)).Shuffle(len(in.Conversations), func(i, j int) {
+			in.Conversations[i], in.Conversations[j] = in.Conversations[j], in.Conversations[i]
+		})
+		got, _ := json.Marshal(Evaluate(in, nil))
+		if string(got) != string(want) {
+			t.Fatalf("seed %d: output differs with the input order", seed)
+		}
+	}
+}
+
+func TestEvaluateEmptyAndDisabled(t *testing.T) {
+	res := Evaluate(&Input{}, nil)
+	if res.Incidents == nil || len(res.Incidents) != 0 {
+		t.Errorf("no input: %+v", res.Incidents)
+	}
+	b, _ := json.Marshal(res.Incidents)
+	if string(b) != "[]" {
+		t.Errorf("empty incidents marshal to %s", b)
+	}
+	cfg, _ := NewConfig()
+	for _, r := range Builtin() {
+		if err := ParseSet(cfg, r.ID+".enabled=false"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(Evaluate(mixed(), cfg).Incidents); n != 0 {
+		t.Errorf("%d incidents with every rule disabled", n)
+	}
+}
+
+func TestRunOrder(t *testing.T) {
+	rules := []*Rule{
+		{ID: "a", DefersTo: []string{"c"}},
+		{ID: "b"},
+		{ID: "c", DefersTo: []string{"b", "missing"}},
+		{ID: "d", DefersTo: []string{"e"}},
+		{ID: "e", DefersTo: []string{"d"}}, // a cycle must not hang
+	}
+	var ids []string
+	for _, r := range runOrder(rules) {
+		ids = append(ids, r.ID)
+	}
+	if got := strings.Join(ids, " "); got != "b c a e d" {
+		t.Errorf("order %s", got)
+	}
+}
+
+func TestRegisterRejectsMalformedRules(t *testing.T) {
+	detect := func(*Context) []Incident { return nil }
+	tests := []struct {
+		rule Rule
+		want string
+	}{
+		{Rule{ID: "Bad_ID", Title: "t", Doc: "d", Detect: detect}, "use lower-case words"},
+		{Rule{ID: "no-doc", Title: "t", Detect: detect}, "needs a title, a doc"},
+		{Rule{ID: "bad-param", Title: "t", Doc: "d", Detect: detect, Params: []Param{DurationParam("Min", 1, "x")}}, "parameter name"},
+		{Rule{ID: "enabled-param", Title: "t", Doc: "d", Detect: detect, Params: []Param{CountParam("enabled", 1, "x")}}, "parameter name"},
+		{Rule{ID: "undocumented", Title: "t", Doc: "d", Detect: detect, Params: []Param{CountParam("n", 1, "")}}, "has no doc"},
+		{Rule{ID: "wrong-default", Title: "t", Doc: "d", Detect: detect, Params: []Param{{Name: "n", Kind: KindCount, Default: 1, Doc: "x"}}}, "does not fit kind count"},
+		{Rule{ID: "close-wait", Title: "t", Doc: "d", Detect: detect}, "duplicate rule id"},
+	}
+	for _, tt := range tests {
+		func() {
+			defer func() {
+				r := recover()
+				if r == nil || !strings.Contains(fmt.Sprint(r), tt.want) {
+					t.Errorf("%s: panic %v, want %q", tt.rule.ID, r, tt.want)
+				}
+			}()
+			Register(tt.rule)
+		}()
+	}
+}
+
+func TestParamsMisuse(t *testing.T) {
+	p := Params{rule: "r", values: map[string]any{"n": count(1)}}
+	for name, read := range map[string]func(){
+		"undeclared": func() { p.Duration("x") },
+		"wrong kind": func() { p.Duration("n") },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			read()
+		}()
+	}
+}
