@@ -20,7 +20,7 @@ func init() {
 			`Attempts against one listening address that fall close together are one incident, with every affected flow, the SYN retransmission ladder, the peak SYN rate, the attempts answered only after a retransmission, and the SYN-ACKs the server had to repeat. ` +
 			`When the same listener answered other SYNs in the same window, the likely cause is a full accept queue: Linux drops a SYN when the queue of accepted-but-not-yet-accept()ed connections, min(listen backlog, net.core.somaxconn), is full (tcp_conn_request), and drops the final ACK of handshakes it did answer, so clients with a connect timeout under the 1 s initial retransmission timeout fail with ETIMEDOUT after one SYN. ` +
 			`When the address never answered anything, it is a host that is down, a firewall that drops, or a wrong address. ` +
-			`Traps: a SYN sent just before the capture stopped (capture_end_grace), a capture that holds only one direction of the traffic, and port scans (many listeners, one attempt each).`,
+			`Traps: a SYN sent just before the capture stopped (capture_end_grace; shortened to twenty times the slowest answer for a listener that answered other SYNs), a capture that holds only one direction of the traffic, and port scans (many listeners, one attempt each).`,
 		Params: []Param{
 			CountParam("storm_attempts", 5, "unanswered attempts against one listener in one episode that make a storm (severity high)"),
 			DurationParam("group_gap", 10*time.Second, "unanswered attempts against one listener closer together than this are one episode, one incident"),
@@ -39,8 +39,9 @@ func detectSYNUnanswered(ctx *Context) []Incident {
 	var out []Incident
 	for _, server := range sortedEndpoints(attempts) {
 		var unanswered []*flows.Conversation
+		g := listenerGrace(attempts[server], grace)
 		for _, c := range attempts[server] {
-			if neverAnswered(c, ctx.In.CaptureEnd, grace) {
+			if neverAnswered(c, ctx.In.CaptureEnd, g) {
 				unanswered = append(unanswered, c)
 			}
 		}
@@ -53,6 +54,26 @@ func detectSYNUnanswered(ctx *Context) []Incident {
 }
 
 func firstSYNTime(c *flows.Conversation) time.Time { return firstSYN(c).Time }
+
+// listenerGrace shortens capture_end_grace for a listener that answered
+// other SYNs in the capture: once silence has lasted twenty times the
+// slowest answer it gave (and at least 100 ms), no answer is coming. A
+// burst of SYNs dropped by a full accept queue just before the capture
+// stopped (seed 002's short-connection flood) is judged that way.
+func listenerGrace(attempts []*flows.Conversation, grace time.Duration) time.Duration {
+	var slowest time.Duration
+	answered := false
+	for _, c := range attempts {
+		if w := synWait(c); c.Handshake.SYNACKCount > 0 {
+			answered = true
+			slowest = max(slowest, w)
+		}
+	}
+	if !answered {
+		return grace
+	}
+	return min(grace, max(20*slowest, 100*time.Millisecond))
+}
 
 // listenerFacts says what the rest of the capture shows about a server
 // address: did it ever answer a SYN on this port, and did its host send
