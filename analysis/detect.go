@@ -34,5 +34,5 @@ func Detect(path string) (Kind, error) {
 	if kind, _ := sniffLog(sampleLines(head, 40)); kind != "" {
 		return kind, nil
 	}
-	return "", fmt.Errorf("unknown kind of file (first bytes %q); tried: pcap, pcapng, gzip, zstd, nginx access log, nginx error log, ss/netstat/nstat output", head[:min(16, len(head))])
+	return "", fmt.Errorf("unknown kind of file (first bytes %q); tried: pcap, pcapng, gzip, zstd, nginx access log, nginx error log, strace output, ss/netstat/nstat output", head[:min(16, len(head))])
 }

@@ -99,8 +99,10 @@ type ClockAssumption struct {
 	DateSource string `json:"date_source,omitempty"`
 	// GivenOffset is a skew given with --offset.
 	GivenOffset time.Duration `json:"given_offset_ns,omitempty"`
-	// Estimated is the skew estimated by pairing log events with packets.
-	Estimated *correlate.SkewEstimate `json:"estimated,omitempty"`
+	// Estimated is the skew estimated by pairing log events with packets;
+	// EstimateNote says why there is none.
+	Estimated    *correlate.SkewEstimate `json:"estimated,omitempty"`
+	EstimateNote string                  `json:"estimate_note,omitempty"`
 	// Applied is the offset added to every time of the file.
 	Applied time.Duration `json:"applied_offset_ns"`
 }

@@ -9,19 +9,24 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"wiremortem/correlate"
 	"wiremortem/decoders/logline"
 	"wiremortem/decoders/nginx"
 	"wiremortem/decoders/sockstat"
+	"wiremortem/decoders/strace"
 )
 
 // Logs holds every log record read, on the log's own clock until the
 // correlation puts them on the capture's.
 type Logs struct {
-	Access    []nginx.AccessRecord
-	Errors    []nginx.ErrorRecord
-	Snapshots []sockstat.Snapshot
+	Access    []correlate.AccessFile
+	Errors    []correlate.ErrorFile
+	Snapshots []correlate.SnapshotFile
+	Straces   []correlate.StraceFile
 }
 
 // ClockOptions are what a person tells wiremortem about the logs' clocks.
@@ -78,6 +83,7 @@ func sniffLog(sample [][]byte) (Kind, float64) {
 		{KindNginxAccess, nginx.SniffAccess(sample)},
 		{KindNginxError, nginx.SniffError(sample)},
 		{KindSockstat, max(sockstat.SniffSS(sample), sockstat.SniffNetstat(sample), sockstat.SniffCounters(sample))},
+		{KindStrace, strace.Sniff(sample)},
 	} {
 		if c.score > score {
 			best, score = c.kind, c.score
@@ -105,7 +111,7 @@ func sampleLines(head []byte, n int) [][]byte {
 
 // readLog reads one log file of a known kind into logs, filling the input's
 // description.
-func readLog(path string, kind Kind, opts Options, logs *Logs, f *InputFile) error {
+func readLog(path string, kind Kind, opts Options, captureStart time.Time, logs *Logs, f *InputFile) error {
 	file, err := os.Open(path)
 	if err != nil {
 		return err
@@ -140,19 +146,58 @@ func readLog(path string, kind Kind, opts Options, logs *Logs, f *InputFile) err
 		}
 	}
 	var tally logline.Tally
+	offset, offsetGiven := opts.Clock.offsetFor(path, kind)
 	switch kind {
+	case KindStrace:
+		sopts := strace.Options{Options: lopts, PID: pidFromName(path)}
+		sopts.Date = opts.Clock.Date
+		f.Clock.DateSource = "given"
+		if sopts.Date.IsZero() && !captureStart.IsZero() {
+			sopts.Date = captureStart.In(zone)
+			f.Clock.DateSource = "the capture's first day"
+		}
+		s := strace.NewScanner(r, sopts)
+		res, err := s.Run()
+		if err != nil {
+			return err
+		}
+		tally = s.Tally()
+		for i := range s.Unparsed() {
+			note(&s.Unparsed()[i])
+		}
+		f.Unparsed = tally.Unparsed()
+		if res.TimeFormat == "time-of-day" && !sopts.Date.IsZero() {
+			f.Clock.Date = sopts.Date.Format("2006-01-02")
+		} else {
+			f.Clock.DateSource = ""
+		}
+		if res.TimeFormat == "epoch" {
+			f.Clock.ZoneSource = "in the log (epoch times)"
+		}
+		if !res.TimesKnown {
+			f.Clock.ZoneSource = "no usable times (" + res.TimeFormat + ")"
+		}
+		for _, l := range res.Lives {
+			span(l.Opened.Time)
+			if l.Closed != nil {
+				span(l.Closed.Time)
+			}
+		}
+		logs.Straces = append(logs.Straces, correlate.StraceFile{Path: path, Result: res, Offset: offset, OffsetGiven: offsetGiven})
 	case KindNginxAccess:
 		format, err := accessFormat(path, opts.NginxLogFormat)
 		if err != nil {
 			return err
 		}
 		f.Format = format.name
+		file := correlate.AccessFile{Path: path, Offset: offset, OffsetGiven: offsetGiven}
+		defer func() { logs.Access = append(logs.Access, file) }()
 		s := nginx.NewAccessScanner(r, format.format, lopts)
 		for s.Scan() {
 			if rec := s.Record(); rec != nil {
 				span(rec.Time)
-				if len(logs.Access) < MaxLogRecords {
-					logs.Access = append(logs.Access, *rec)
+				if len(file.Records) < MaxLogRecords {
+					file.Records = append(file.Records, *rec)
 				} else {
 					f.Dropped++
 				}
@@ -166,12 +211,14 @@ func readLog(path string, kind Kind, opts Options, logs *Logs, f *InputFile) err
 		tally = s.Tally()
 		f.Clock.ZoneSource = "in the log"
 	case KindNginxError:
+		file := correlate.ErrorFile{Path: path, Offset: offset, OffsetGiven: offsetGiven}
+		defer func() { logs.Errors = append(logs.Errors, file) }()
 		s := nginx.NewErrorScanner(r, lopts)
 		for s.Scan() {
 			if rec := s.Record(); rec != nil {
 				span(rec.Time)
-				if len(logs.Errors) < MaxLogRecords {
-					logs.Errors = append(logs.Errors, *rec)
+				if len(file.Records) < MaxLogRecords {
+					file.Records = append(file.Records, *rec)
 				} else {
 					f.Dropped++
 				}
@@ -184,12 +231,14 @@ func readLog(path string, kind Kind, opts Options, logs *Logs, f *InputFile) err
 		}
 		tally = s.Tally()
 	case KindSockstat:
+		file := correlate.SnapshotFile{Path: path, Offset: offset, OffsetGiven: offsetGiven}
+		defer func() { logs.Snapshots = append(logs.Snapshots, file) }()
 		s := sockstat.NewScanner(r, lopts)
 		for s.Scan() {
 			if snap := s.Snapshot(); snap != nil {
 				span(snap.Time)
-				if len(logs.Snapshots) < MaxLogRecords {
-					logs.Snapshots = append(logs.Snapshots, *snap)
+				if len(file.Snapshots) < MaxLogRecords {
+					file.Snapshots = append(file.Snapshots, *snap)
 				} else {
 					f.Dropped++
 				}
@@ -207,10 +256,25 @@ func readLog(path string, kind Kind, opts Options, logs *Logs, f *InputFile) err
 	io.Copy(h, file) // whatever a reader left unread
 	f.SHA256 = hex.EncodeToString(h.Sum(nil))
 	f.Records = tally.Lines
-	if d, ok := opts.Clock.offsetFor(path, kind); ok {
-		f.Clock.GivenOffset = d
+	if offsetGiven {
+		f.Clock.GivenOffset = offset
 	}
 	return nil
+}
+
+// pidFromName reads the pid strace -ff appends to its output files
+// ("trace.1234"), 0 when there is none.
+func pidFromName(path string) int {
+	base := filepath.Base(path)
+	i := strings.LastIndexByte(base, '.')
+	if i < 0 || i == len(base)-1 {
+		return 0
+	}
+	n, err := strconv.Atoi(base[i+1:])
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
 }
 
 type namedFormat struct {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"wiremortem/correlate"
 	"wiremortem/decoders/http"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
@@ -89,9 +90,11 @@ type Result struct {
 	// InputErrors lists inputs that were damaged or unreadable; the
 	// document covers what could be read.
 	InputErrors []*InputError
-	// Logs are the records read from log files.
-	Logs  *Logs
-	spool *conversationSpool
+	// Logs are the records read from log files; Joined puts them on the
+	// capture's clock and ties them to conversations.
+	Logs   *Logs
+	Joined *correlate.Joined
+	spool  *conversationSpool
 }
 
 // Close releases the conversation spool.
@@ -144,16 +147,35 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	for _, oc := range captures {
 		doc.Inputs = append(doc.Inputs, oc.finish())
 	}
+	var captureStart time.Time
+	for _, c := range convs {
+		if captureStart.IsZero() || c.Start.Before(captureStart) {
+			captureStart = c.Start
+		}
+	}
 	logs := &Logs{}
+	logIndex := map[string]int{}
 	for _, in := range logInputs {
 		f := InputFile{Path: in.Path, Kind: in.Kind}
-		if err := readLog(in.Path, in.Kind, opts, logs, &f); err != nil {
+		if err := readLog(in.Path, in.Kind, opts, captureStart, logs, &f); err != nil {
 			res.fail(f, err)
 			continue
 		}
+		logIndex[in.Path] = len(doc.Inputs)
 		doc.Inputs = append(doc.Inputs, f)
 	}
 	res.Logs = logs
+	res.Joined = correlate.Join(correlate.Sources{
+		Conversations: convs, HTTP: decoded,
+		Straces: logs.Straces, Access: logs.Access, Errors: logs.Errors, Snapshots: logs.Snapshots,
+	})
+	for path, clock := range res.Joined.Clocks {
+		if i, ok := logIndex[path]; ok && doc.Inputs[i].Clock != nil {
+			c := doc.Inputs[i].Clock
+			c.Applied, c.Estimated = clock.Applied, clock.Estimate
+			c.EstimateNote = clock.NotEnough
+		}
+	}
 	sort.SliceStable(doc.Inputs, func(i, j int) bool { return doc.Inputs[i].Path < doc.Inputs[j].Path })
 
 	doc.Summary = Summary{Conversations: len(convs), Packets: stats, Incidents: map[string]int{}}
@@ -165,7 +187,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			doc.Summary.End = c.End
 		}
 	}
-	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs)}, opts.Rules)
+	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs), HTTP: decoded, Logs: res.Joined}, opts.Rules)
 	doc.Incidents, doc.IncidentsOmitted, doc.Summary.Incidents = found.Incidents, found.IncidentsOmitted, found.BySeverity
 	for _, p := range found.Problems {
 		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))})

@@ -3,6 +3,8 @@ package rules
 import (
 	"time"
 
+	"wiremortem/correlate"
+	"wiremortem/decoders/http"
 	"wiremortem/flows"
 )
 
@@ -18,6 +20,11 @@ type Input struct {
 	// socket still open when the capture stopped was open at least until
 	// CaptureEnd. Zero values are taken from the conversations.
 	CaptureStart, CaptureEnd time.Time
+	// HTTP is the decoded HTTP and WebSocket of conversations, by ID.
+	HTTP map[int]*http.Conversation
+	// Logs are the log records on the capture's clock, joined to
+	// conversations; nil when no log was given.
+	Logs *correlate.Joined
 
 	// conversationFields caches what user rules see, built once per
 	// evaluation (Evaluate works on a copy of the Input).
@@ -33,6 +40,16 @@ func (in *Input) fields() []ConversationFields {
 		}
 	}
 	return in.conversationFields
+}
+
+// logsFor returns the log records joined to a conversation (never nil).
+func (in *Input) logsFor(id int) *correlate.ByConversation {
+	if in.Logs != nil {
+		if b := in.Logs.ByConversation[id]; b != nil {
+			return b
+		}
+	}
+	return &correlate.ByConversation{}
 }
 
 // captureEnd is CaptureEnd, or the last packet of any conversation.
