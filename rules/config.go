@@ -117,7 +117,14 @@ func LoadConfig(c *Config, path string) error {
 	if err != nil {
 		return err
 	}
+	return c.load(path, data)
+}
+
+// load applies a config file's content; path names it in errors and picks
+// the syntax.
+func (c *Config) load(path string, data []byte) error {
 	var entries []configEntry
+	var err error
 	if strings.EqualFold(filepath.Ext(path), ".toml") {
 		entries, err = tomlEntries(data)
 	} else {

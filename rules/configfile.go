@@ -60,8 +60,15 @@ func yamlEntries(data []byte) ([]configEntry, error) {
 	return out, nil
 }
 
+// maxConfigDepth bounds how deep a config nests; deeper means a
+// recursive alias (a: &x {b: *x}), which would otherwise never end.
+const maxConfigDepth = 16
+
 func walkYAML(n *yaml.Node, path []string, out *[]configEntry) error {
 	n = resolveAlias(n)
+	if len(path) > maxConfigDepth {
+		return &lineError{n.Line, strings.Join(path[:3], ".") + "...: nested more than 16 deep (a recursive alias?)"}
+	}
 	if n.Kind != yaml.MappingNode {
 		if len(path) == 0 {
 			return &lineError{n.Line, "the file must be a mapping (rules: ..., limits: ...)"}

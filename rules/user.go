@@ -41,6 +41,11 @@ func LoadRules(path string) ([]*Rule, error) {
 	if err != nil {
 		return nil, err
 	}
+	return loadRules(path, data)
+}
+
+// loadRules compiles a rules file's content; path names it in errors.
+func loadRules(path string, data []byte) ([]*Rule, error) {
 	root, err := parseYAML(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%v", path, err)
