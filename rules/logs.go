@@ -175,7 +175,7 @@ func closeWaitSockets(in *Input, local netip.AddrPort) (int, *correlate.Snapshot
 	if in.Logs == nil {
 		return 0, nil
 	}
-	best, var0 := 0, (*correlate.SnapshotRef)(nil)
+	best, at := 0, (*correlate.SnapshotRef)(nil)
 	for i := range in.Logs.Snapshots {
 		s := in.Logs.Snapshots[i]
 		n := 0
@@ -185,10 +185,10 @@ func closeWaitSockets(in *Input, local netip.AddrPort) (int, *correlate.Snapshot
 			}
 		}
 		if n > best {
-			best, var0 = n, &in.Logs.Snapshots[i]
+			best, at = n, &in.Logs.Snapshots[i]
 		}
 	}
-	return best, var0
+	return best, at
 }
 
 // lateEnough reports whether t is at least d after from.
