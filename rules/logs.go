@@ -73,7 +73,11 @@ func (d *draft) citeStraceLife(s *correlate.StraceSocket) []int {
 		out = append(out, d.cite(markStamp(*l.EOF), "strace: read on %s returned 0: the peer had closed", fd))
 	}
 	if l.Closed != nil {
-		out = append(out, d.cite(markStamp(*l.Closed), "strace: close(%d)", l.FD))
+		quiet := ""
+		if l.Kind == "accepted" && l.Writes == 0 {
+			quiet = fmt.Sprintf("; nothing was ever written on fd %d", l.FD)
+		}
+		out = append(out, d.cite(markStamp(*l.Closed), "strace: close(%d)%s", l.FD, quiet))
 	}
 	return out
 }
