@@ -197,17 +197,27 @@ func closest(cands []*flows.Conversation, t time.Time) *flows.Conversation {
 	}
 	var best *flows.Conversation
 	bestDist := time.Duration(1<<63 - 1)
+	// A conversation still open when the capture stopped went on for an
+	// unknown time: a log line after its last packet fits it (nginx logs
+	// a WebSocket's request when it ends, often after the capture). Two
+	// such candidates for one late line are ambiguous.
+	openAfter := 0
 	for _, c := range cands {
 		var d time.Duration
 		switch {
 		case t.Before(c.Start):
 			d = c.Start.Sub(t)
+		case t.After(c.End) && c.EndReason == "capture-end":
+			openAfter++
 		case t.After(c.End):
 			d = t.Sub(c.End)
 		}
 		if d <= slack && d < bestDist {
 			best, bestDist = c, d
 		}
+	}
+	if bestDist == 0 && openAfter > 1 && t.After(best.End) {
+		return nil
 	}
 	return best
 }

@@ -22,9 +22,10 @@ func init() {
 	})
 }
 
-// decoderOnly are violation kinds about the decoder's own state or caps,
+// decoderOnly are violation kinds about the decoder's own state or caps, or
+// a stream that ended mid-frame (the connection's end tells that story),
 // not the peer's conduct.
-var decoderOnly = map[string]bool{"resynchronised": true, "undecodable": true, "message-too-large": true, "decompressed-too-large": true}
+var decoderOnly = map[string]bool{"resynchronised": true, "undecodable": true, "truncated-frame": true, "message-too-large": true, "decompressed-too-large": true}
 
 type violationGroup struct {
 	server string

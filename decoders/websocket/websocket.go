@@ -160,7 +160,8 @@ type Violation struct {
 	// close-payload-1-byte, non-minimal-length, length-top-bit,
 	// unexpected-continuation, new-message-inside-fragmented,
 	// decompression-error, decompressed-too-large, message-too-large,
-	// bad-text-utf8, resynchronised, undecodable.
+	// bad-text-utf8, truncated-frame (the stream ended inside a frame),
+	// resynchronised, undecodable.
 	Kind   string `json:"kind"`
 	Detail string `json:"detail,omitempty"`
 }

@@ -1,0 +1,218 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"wiremortem/flows"
+	"wiremortem/internal/lab"
+)
+
+// ourConversation maps the lab's conversation ids to the analysis's: by
+// endpoints, a client port of 0 (unknown to the lab) matching the one
+// conversation from that address to that server.
+func ourConversations(t *testing.T, res *Result, facts lab.Facts) map[string]*flows.Conversation {
+	t.Helper()
+	out := map[string]*flows.Conversation{}
+	for _, fc := range facts.Conversations {
+		want, err := netip.ParseAddrPort(fc.Client)
+		if err != nil {
+			t.Fatalf("facts: %v", err)
+		}
+		var found []*flows.Conversation
+		for _, c := range res.Document.Conversations {
+			if c.Server.String() == fc.Server && (c.Client == want || (want.Port() == 0 && c.Client.Addr() == want.Addr())) {
+				found = append(found, c.Conversation)
+			}
+		}
+		if len(found) == 1 {
+			out[fc.ID] = found[0]
+		}
+	}
+	return out
+}
+
+// TestLabJoins checks every join the lab knows for certain: each traced
+// socket (file, pid, fd, peer) must be tied to the conversation the lab
+// made, each nginx request (by its connection number) to its client
+// conversation and its upstream one, and the joined records must sit on
+// the capture's clock although the logs were written in another zone
+// and wiremortem was told nothing about it.
+func TestLabJoins(t *testing.T) {
+	checked := 0
+	for _, dir := range labDirs(t) {
+		facts, err := lab.Load(filepath.Join(dir, "facts.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(facts.Joins.Strace) == 0 && len(facts.Joins.Nginx) == 0 {
+			continue
+		}
+		t.Run(facts.Scenario, func(t *testing.T) {
+			res := analyseScenario(t, dir, facts, Options{})
+			checked += checkStraceJoins(t, res, facts, 0) + checkNginxJoins(t, res, facts)
+		})
+	}
+	if checked < 20 {
+		t.Errorf("only %d joins checked", checked)
+	}
+}
+
+func checkStraceJoins(t *testing.T, res *Result, facts lab.Facts, skew time.Duration) int {
+	t.Helper()
+	ours := ourConversations(t, res, facts)
+	n := 0
+	for _, j := range facts.Joins.Strace {
+		c := ours[j.Conversation]
+		if c == nil {
+			t.Errorf("strace join %s fd %d: conversation %s not found in the capture", j.File, j.FD, j.Conversation)
+			continue
+		}
+		found := false
+		for _, s := range res.Joined.Straces {
+			l := s.Life
+			if filepath.Base(s.Source) != j.File || l.FD != j.FD || l.Peer.String() != j.Peer || l.Local.String() != j.Local {
+				continue
+			}
+			found = true
+			if s.Conversation != c.ID {
+				t.Errorf("%s fd %d (peer %s): joined to conversation %d, want %d (%s)", j.File, j.FD, j.Peer, s.Conversation, c.ID, j.Conversation)
+			}
+			// On the capture's clock: the socket was opened (accept or
+			// connect) within 50 ms of the conversation's first packet.
+			if d := l.Opened.Time.Sub(c.Start); math.Abs(float64(d)) > float64(50*time.Millisecond) {
+				t.Errorf("%s fd %d: opened %v from the conversation's first packet (skew %v planted)", j.File, j.FD, d, skew)
+			}
+		}
+		if !found {
+			t.Errorf("strace join %s pid %d fd %d peer %s: no such socket decoded", j.File, j.PID, j.FD, j.Peer)
+		}
+		n++
+	}
+	return n
+}
+
+func checkNginxJoins(t *testing.T, res *Result, facts lab.Facts) int {
+	t.Helper()
+	ours := ourConversations(t, res, facts)
+	n := 0
+	for _, j := range facts.Joins.Nginx {
+		c := ours[j.Conversation]
+		if c == nil {
+			t.Errorf("nginx join *%d: conversation %s not found in the capture", j.Connection, j.Conversation)
+			continue
+		}
+		access := 0
+		for _, a := range res.Joined.Access {
+			if a.Record.Connection != 0 && int64(a.Record.Connection) != j.Connection || a.Record.Request != j.Request {
+				continue
+			}
+			if a.Record.Connection == 0 && fmt.Sprintf("%s:%d", a.Record.RemoteAddr, a.Record.RemotePort) != j.Client {
+				continue
+			}
+			access++
+			if a.Conversation != c.ID {
+				t.Errorf("access line %s (*%d %s): joined to conversation %d, want %d (%s)", a.Record.Ref, j.Connection, j.Request, a.Conversation, c.ID, j.Conversation)
+			}
+			// $time_local is when the request ended, to the second; a
+			// conversation open when the capture stopped ended later.
+			late := a.Record.Time.After(c.End.Add(time.Second)) && c.EndReason != "capture-end"
+			if a.Record.Time.Before(c.Start.Truncate(time.Second)) || late {
+				t.Errorf("access line %s at %v, outside its conversation %v..%v", a.Record.Ref, a.Record.Time, c.Start, c.End)
+			}
+			if up := ours[j.UpstreamConversation]; j.UpstreamConversation != "" && up != nil && a.Upstream != up.ID {
+				t.Errorf("access line %s: upstream conversation %d, want %d (%s)", a.Record.Ref, a.Upstream, up.ID, j.UpstreamConversation)
+			}
+		}
+		if access != 1 {
+			t.Errorf("nginx join *%d %s: %d access lines matched, want 1", j.Connection, j.Request, access)
+		}
+		for _, e := range res.Joined.Errors {
+			if int64(e.Record.Connection) == j.Connection && e.Conversation != c.ID {
+				t.Errorf("error line %s (*%d): joined to conversation %d, want %d", e.Record.Ref, j.Connection, e.Conversation, c.ID)
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// straceTime is strace -t/-tt's time of day after the pid.
+var straceTime = regexp.MustCompile(`(?m)^(\d+\s+)(\d\d):(\d\d):(\d\d)\.(\d{6})`)
+
+// TestLabSkew plants a clock error: the server's trace is rewritten 3.2 s
+// ahead (its host's clock ran fast) on top of its zone being unknown.
+// wiremortem must estimate the whole offset from the trace's accepts and
+// the capture's handshakes, join every socket as before and find the
+// same incidents.
+func TestLabSkew(t *testing.T) {
+	const skew = 3200 * time.Millisecond
+	src := filepath.Join(labRoot(t), "ws-no-101")
+	facts, err := lab.Load(filepath.Join(src, "facts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range facts.Files {
+		data, err := os.ReadFile(filepath.Join(src, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Kind == lab.KindStrace {
+			data = straceTime.ReplaceAllFunc(data, func(m []byte) []byte {
+				g := straceTime.FindSubmatch(m)
+				var tod time.Duration
+				for i, unit := range []time.Duration{time.Hour, time.Minute, time.Second} {
+					v, _ := strconv.Atoi(string(g[2+i]))
+					tod += time.Duration(v) * unit
+				}
+				us, _ := strconv.Atoi(string(g[5]))
+				tod += time.Duration(us)*time.Microsecond + skew
+				if tod >= 24*time.Hour {
+					t.Fatal("the planted skew crosses midnight; pick another scenario")
+				}
+				return fmt.Appendf(nil, "%s%02d:%02d:%02d.%06d", g[1], int(tod/time.Hour), int(tod/time.Minute%60), int(tod/time.Second%60), int(tod%time.Second/time.Microsecond))
+			})
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.Name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := analyseScenario(t, dir, facts, Options{})
+	var applied time.Duration
+	for _, in := range res.Document.Inputs {
+		if in.Kind == KindStrace && in.Clock != nil {
+			applied = in.Clock.Applied
+			t.Logf("strace clock: zone %s (%s), applied %v, note %q", in.Clock.Zone, in.Clock.ZoneSource, in.Clock.Applied, in.Clock.EstimateNote)
+		}
+	}
+	zone, err := time.LoadLocation(facts.Clock.TimeZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, off := facts.Clock.Start.In(zone).Zone()
+	want := -(time.Duration(off)*time.Second + skew)
+	if d := applied - want; d < -5*time.Millisecond || d > 5*time.Millisecond {
+		t.Errorf("applied offset %v, want %v within 5 ms", applied, want)
+	}
+	checkStraceJoins(t, res, facts, skew)
+	var rules []string
+	for _, inc := range res.Document.Incidents {
+		rules = append(rules, inc.Rule)
+	}
+	if got := strings.Join(rules, " "); got != "ws-upgrade-no-101 server-read-no-write" && got != "server-read-no-write ws-upgrade-no-101" {
+		t.Errorf("incidents with a skewed trace: %s", got)
+	}
+}
+
+func labRoot(t *testing.T) string {
+	return filepath.Dir(labDirs(t)[0])
+}
