@@ -191,6 +191,9 @@ func TestLabSkew(t *testing.T) {
 	for _, in := range res.Document.Inputs {
 		if in.Kind == KindStrace && in.Clock != nil {
 			applied = in.Clock.Applied
+			if note := in.Clock.EstimateNote; !strings.Contains(note, "UTC+08:00") || !strings.Contains(note, "3.2s ahead") {
+				t.Errorf("the estimate's note does not name the zone and the clock error: %q", note)
+			}
 			t.Logf("strace clock: zone %s (%s), applied %v, note %q", in.Clock.Zone, in.Clock.ZoneSource, in.Clock.Applied, in.Clock.EstimateNote)
 		}
 	}

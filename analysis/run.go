@@ -174,6 +174,9 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			c := doc.Inputs[i].Clock
 			c.Applied, c.Estimated = clock.Applied, clock.Estimate
 			c.EstimateNote = clock.NotEnough
+			if clock.Estimate != nil {
+				c.EstimateNote = correlate.DescribeOffset(clock.Applied)
+			}
 		}
 	}
 	sort.SliceStable(doc.Inputs, func(i, j int) bool { return doc.Inputs[i].Path < doc.Inputs[j].Path })

@@ -146,3 +146,31 @@ func absDur(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// DescribeOffset reads an estimated offset (what was added to a log's
+// times to put them on the capture's clock) as a zone and a clock error:
+// -8h0m3.2s is a log written in UTC+08:00 by a clock 3.2 s fast. Zones
+// are whole quarter hours; the rest is the clocks' disagreement.
+func DescribeOffset(applied time.Duration) string {
+	const quarter = 15 * time.Minute
+	zone := (-applied).Round(quarter)
+	ahead := -applied - zone
+	var parts []string
+	if zone != 0 {
+		sign := "+"
+		if zone < 0 {
+			sign = "-"
+			zone = -zone
+		}
+		parts = append(parts, fmt.Sprintf("its times read as local time in a UTC%s%02d:%02d zone (pass --tz to say which)", sign, int(zone.Hours()), int(zone.Minutes())%60))
+	}
+	switch {
+	case ahead > time.Millisecond:
+		parts = append(parts, fmt.Sprintf("its clock ran %v ahead of the capture's", ahead.Round(time.Millisecond)))
+	case ahead < -time.Millisecond:
+		parts = append(parts, fmt.Sprintf("its clock ran %v behind the capture's", (-ahead).Round(time.Millisecond)))
+	default:
+		parts = append(parts, "its clock agreed with the capture's to the millisecond")
+	}
+	return strings.Join(parts, "; ")
+}

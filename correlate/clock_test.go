@@ -80,3 +80,18 @@ func TestEstimateSkewRecoversOffset(t *testing.T) {
 		t.Errorf("with both bounds estimated %v, want %v within 1ms", est.Offset, offset)
 	}
 }
+
+func TestDescribeOffset(t *testing.T) {
+	for _, tt := range []struct {
+		applied time.Duration
+		want    string
+	}{
+		{-(8*time.Hour + 3200*time.Millisecond), "its times read as local time in a UTC+08:00 zone (pass --tz to say which); its clock ran 3.2s ahead of the capture's"},
+		{5*time.Hour + 30*time.Minute - 266*time.Microsecond, "its times read as local time in a UTC-05:30 zone (pass --tz to say which); its clock agreed with the capture's to the millisecond"},
+		{1500 * time.Millisecond, "its clock ran 1.5s behind the capture's"},
+	} {
+		if got := DescribeOffset(tt.applied); got != tt.want {
+			t.Errorf("DescribeOffset(%v) = %q, want %q", tt.applied, got, tt.want)
+		}
+	}
+}
