@@ -55,59 +55,72 @@ type ruleScore struct{ hits, misses, falseAlarms int }
 // stay quiet). Incidents the lab marks optional, consequences of a planted
 // fault, count neither way.
 func TestLabIncidents(t *testing.T) {
-	scores := map[string]*ruleScore{}
-	score := func(rule string) *ruleScore {
-		if scores[rule] == nil {
-			scores[rule] = &ruleScore{}
-		}
-		return scores[rule]
-	}
+	scores := scoreBoard{}
 	for _, dir := range labDirs(t) {
 		facts, err := lab.Load(filepath.Join(dir, "facts.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Run(facts.Scenario, func(t *testing.T) {
-			res := analyseScenario(t, dir, facts, Options{})
-			got := res.Document.Incidents
-			for _, inc := range got {
-				t.Logf("%s %s: %s", inc.Rule, inc.Severity, inc.Summary)
-			}
-			used := make([]bool, len(got))
-			for _, want := range facts.Incidents {
-				i := findIncident(got, want)
-				if i >= 0 {
-					used[i] = true
-				}
-				switch {
-				case want.Optional:
-				case i >= 0:
-					score(want.Rule).hits++
-				default:
-					score(want.Rule).misses++
-					t.Errorf("missed %s on %s (%s)", want.Rule, flowList(want.Flows), want.What)
-				}
-			}
-			for i, inc := range got {
-				if !used[i] && !overlapsPlanted(inc, facts.Incidents) {
-					score(inc.Rule).falseAlarms++
-					t.Errorf("false alarm: %s %s: %s", inc.Rule, inc.Severity, inc.Summary)
-				}
-			}
-		})
+		t.Run(facts.Scenario, func(t *testing.T) { scores.judge(t, dir, facts) })
 	}
-	ids := make([]string, 0, len(scores))
-	for id := range scores {
+	t.Log("\n" + scores.String())
+}
+
+// scoreBoard is precision and recall by rule.
+type scoreBoard map[string]*ruleScore
+
+func (b scoreBoard) rule(id string) *ruleScore {
+	if b[id] == nil {
+		b[id] = &ruleScore{}
+	}
+	return b[id]
+}
+
+// judge analyses one scenario and scores its incidents against the ones
+// the lab planted; a miss or a false alarm fails t.
+func (b scoreBoard) judge(t *testing.T, dir string, facts lab.Facts) {
+	t.Helper()
+	res := analyseScenario(t, dir, facts, Options{})
+	got := res.Document.Incidents
+	for _, inc := range got {
+		t.Logf("%s %s: %s", inc.Rule, inc.Severity, inc.Summary)
+	}
+	used := make([]bool, len(got))
+	for _, want := range facts.Incidents {
+		i := findIncident(got, want)
+		if i >= 0 {
+			used[i] = true
+		}
+		switch {
+		case want.Optional:
+		case i >= 0:
+			b.rule(want.Rule).hits++
+		default:
+			b.rule(want.Rule).misses++
+			t.Errorf("missed %s on %s (%s)", want.Rule, flowList(want.Flows), want.What)
+		}
+	}
+	for i, inc := range got {
+		if !used[i] && !overlapsPlanted(inc, facts.Incidents) {
+			b.rule(inc.Rule).falseAlarms++
+			t.Errorf("false alarm: %s %s: %s", inc.Rule, inc.Severity, inc.Summary)
+		}
+	}
+}
+
+func (b scoreBoard) String() string {
+	ids := make([]string, 0, len(b))
+	for id := range b {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-26s %5s %6s %12s %9s %7s\n", "rule", "hits", "misses", "false alarms", "precision", "recall")
+	var w strings.Builder
+	fmt.Fprintf(&w, "%-26s %5s %6s %12s %9s %7s\n", "rule", "hits", "misses", "false alarms", "precision", "recall")
 	for _, id := range ids {
-		s := scores[id]
-		fmt.Fprintf(&b, "%-26s %5d %6d %12d %9s %7s\n", id, s.hits, s.misses, s.falseAlarms, ratio(s.hits, s.hits+s.falseAlarms), ratio(s.hits, s.hits+s.misses))
+		s := b[id]
+		fmt.Fprintf(&w, "%-26s %5d %6d %12d %9s %7s\n", id, s.hits, s.misses, s.falseAlarms, ratio(s.hits, s.hits+s.falseAlarms), ratio(s.hits, s.hits+s.misses))
 	}
-	t.Log("\n" + b.String())
+	return w.String()
 }
 
 func ratio(a, b int) string {
