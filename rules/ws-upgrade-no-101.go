@@ -16,12 +16,12 @@ func init() {
 		ID:       "ws-upgrade-no-101",
 		Title:    "A WebSocket upgrade was never answered",
 		Severity: High,
-		Doc: `A client sent an HTTP/1.1 GET with Upgrade: websocket (RFC 6455 section 4.1) and no response came, neither 101 Switching Protocols nor anything else, before the client gave up, either side closed or reset, or the capture ended at least min_wait later. ` +
+		Doc: `A client sent an HTTP/1.1 GET with Upgrade: websocket (RFC 6455 section 4.1) and no response came, neither 101 Switching Protocols nor anything else, before the client gave up (closed, reset, or sent frames on the un-upgraded connection), the server closed, or threshold passed with the connection still waiting. ` +
 			`Upgrades are grouped by server; the summary says how many went unanswered out of how many, how long the clients waited, how the others were answered, and how the clients gave up: many WebSocket clients, after their handshake timeout, send a Close frame on the connection that was never upgraded (seed 000: 88 02 03 e8, close 1000), which the decoder reports as not-upgraded-but-frames. ` +
 			`The TCP handshake completed, so the listen backlog is not the cause; the fault is above TCP. With the server's strace joined, the rule says which: the server read the request and never wrote (the handshake handler failed or was lost), or never read it (its event loop or worker was blocked). ` +
-			`Traps: a capture that stops right after the request proves nothing (min_wait); a request whose start was not captured is partial and not judged; a response lost in a capture gap is not a missing response, so conversations with gaps in the server's direction are skipped.`,
+			`Traps: a capture that stops less than threshold after the request, with the connection still open, proves nothing; a request whose start was not captured is partial and not judged; a response lost in a capture gap is not a missing response, so conversations with gaps in the server's direction are skipped.`,
 		Params: []Param{
-			DurationParam("min_wait", time.Second, "how long the client must have waited with no response (when the capture or the conversation ended sooner, the upgrade is not judged)"),
+			DurationParam("threshold", 3*time.Second, "how long a connection still open must have waited for a response to count (one that ended without a response counts whatever its wait)"),
 		},
 		Detect: detectUpgradeNo101,
 	})
@@ -35,7 +35,7 @@ type unanswered struct {
 }
 
 func detectUpgradeNo101(ctx *Context) []Incident {
-	minWait := ctx.Params.Duration("min_wait")
+	threshold := ctx.Params.Duration("threshold")
 	groups := wsUpgrades(ctx.In)
 	var out []Incident
 	for _, server := range sortedEndpoints(groups) {
@@ -43,7 +43,11 @@ func detectUpgradeNo101(ctx *Context) []Incident {
 		var missing []unanswered
 		for _, up := range ups {
 			v := up.u.Verdict
-			if (v != http.VerdictNoResponse && v != http.VerdictNotUpgradedButFrames) || up.u.Waited < minWait || up.c.FromServer.MissedBytes > 0 {
+			if (v != http.VerdictNoResponse && v != http.VerdictNotUpgradedButFrames) || up.c.FromServer.MissedBytes > 0 {
+				continue
+			}
+			ended := firstClose(up.c) != nil || len(up.u.FramesWithoutUpgrade) > 0
+			if !ended && up.u.Waited < threshold {
 				continue
 			}
 			missing = append(missing, unanswered{up, serverSocket(ctx.In, up.c)})

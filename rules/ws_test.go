@@ -69,6 +69,12 @@ func TestUpgradeNo101(t *testing.T) {
 			"high: WebSocket upgrade on 10.0.0.5:46407 -> 10.0.0.9:9501 got no 101 in 5.0 s; the client gave up with a Close frame (1000) on the un-upgraded connection."},
 		{"the capture stopped too soon to judge", wsInput(500*ms, []*flows.Conversation{conv(1, "10.0.0.5:46407", "10.0.0.9:9501").handshake(0).done()},
 			upgradeOnly(http.UpgradeHandshake{Request: upgradeRequest(0), Verdict: http.VerdictNoResponse, Waited: 400 * ms})), ""},
+		{"still waiting past the threshold", wsInput(10*s, []*flows.Conversation{conv(1, "10.0.0.5:46407", "10.0.0.9:9501").handshake(0).until(4 * s).done()},
+			upgradeOnly(http.UpgradeHandshake{Request: upgradeRequest(0), Verdict: http.VerdictNoResponse, Waited: 10 * s})),
+			"high: WebSocket upgrade on 10.0.0.5:46407 -> 10.0.0.9:9501 got no 101 in 10.0 s; the connection was still open when the capture ended."},
+		{"a client that gave up quickly still got no answer", wsInput(10*s, []*flows.Conversation{conv(1, "10.0.0.5:46407", "10.0.0.9:9501").handshake(0).fin(flows.Client, 200*ms, ms).done()},
+			upgradeOnly(http.UpgradeHandshake{Request: upgradeRequest(0), Verdict: http.VerdictNoResponse, Waited: 200 * ms})),
+			"high: WebSocket upgrade on 10.0.0.5:46407 -> 10.0.0.9:9501 got no 101 in 200 ms; the client gave up and closed."},
 		{"a gap in the server's direction may hide the answer", func() *Input {
 			c := monitor()
 			c.FromServer.MissedBytes = 129
