@@ -126,7 +126,7 @@ func readLog(path string, kind Kind, opts Options, captureStart time.Time, logs 
 	zone, how := opts.Clock.zoneFor(path, kind)
 	f.Size = st.Size()
 	f.Clock = &ClockAssumption{Zone: zone.String(), ZoneSource: how}
-	lopts := logline.Options{Source: path, Clock: zone}
+	lopts := logline.Options{Source: path, Clock: zone, MaxLineBytes: opts.MaxLogLineBytes}
 	note := func(u *logline.Unparsed) {
 		f.Unparsed++
 		if len(f.UnparsedExamples) < maxUnparsedExamples {

@@ -52,6 +52,9 @@ type Options struct {
 	Clock ClockOptions
 	// HTTP controls the HTTP and WebSocket decoders.
 	HTTP http.Options
+	// MaxLogLineBytes caps one log line; a longer one is counted as
+	// unparsed ("too long"). Default logline.DefaultMaxLineBytes.
+	MaxLogLineBytes int
 	// NoDecode skips HTTP and WebSocket decoding (wiremortem flows).
 	NoDecode bool
 	// Rules says which rules run with which thresholds (--rule-config,

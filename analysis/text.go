@@ -94,6 +94,9 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 	default:
 		fmt.Fprintf(bw, "%d incident%s in %d conversations%s\n", n, plural(n), doc.Summary.Conversations, span)
 	}
+	if doc.IncidentsOmitted > 0 {
+		fmt.Fprintf(bw, "  (%d more, less severe, not listed: the incident cap, --max-incidents)\n", doc.IncidentsOmitted)
+	}
 	for _, inc := range doc.Incidents {
 		flow := ""
 		if len(inc.Flows) > 0 {

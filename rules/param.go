@@ -385,3 +385,7 @@ func formatConfigDuration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// ParseBytes reads a byte count the way thresholds are written: 1500,
+// 64KiB, 1MB.
+func ParseBytes(s string) (int64, error) { return parseBytes(s) }

@@ -132,6 +132,9 @@ func parse(fs *pflag.FlagSet, args []string) (int, bool) {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK, false
 		}
+		// With ContinueOnError pflag reports nothing itself.
+		fmt.Fprintf(fs.Output(), "wiremortem %s: %s\n", fs.Name(), analysis.Safe(err.Error()))
+		fs.Usage()
 		return exitUsage, false
 	}
 	return exitOK, true
@@ -164,6 +167,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("flows", "[--json] CAPTURE...", stderr)
 	asJSON := fs.Bool("json", false, "print the conversations as JSON (the analyze document's schema, see docs/json.md)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
+	maxConversations := fs.Int("max-conversations", 1_000_000, "live conversations held at once; past it the least recently active is finished early (counted as evicted)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -179,6 +183,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	opts := analysis.Options{NoDecode: true}
+	opts.Tracker.MaxConversations = *maxConversations
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
 	res, err := analysis.Run(ctx, inputs, opts)
@@ -208,6 +213,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	src := addSourceFlags(fs)
 	rf := addRuleFlags(fs)
+	lf := addLimitFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -225,6 +231,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wiremortem analyze:", analysis.Safe(err.Error()))
 		return exitUsage
 	}
+	lf.apply(fs, &opts)
 	if *jsonOut == "-" && *htmlOut == "-" {
 		fmt.Fprintln(stderr, "wiremortem analyze: --json and -o cannot both write to standard output")
 		return exitUsage
@@ -290,6 +297,7 @@ func runBatch(args []string, stdout, stderr io.Writer) int {
 	jobs := fs.IntP("jobs", "j", runtime.GOMAXPROCS(0), "groups analysed at once")
 	failOn := fs.String("fail-on", "", "exit 1 when a group has an incident of this `severity` or worse (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines on stderr")
+	lf := addLimitFlags(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -299,6 +307,8 @@ func runBatch(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	opts := batch.Options{Out: *out, Jobs: *jobs, RenderHTML: renderHTML}
+	opts.Analysis.Rules, _ = rules.NewConfig()
+	lf.apply(fs, &opts.Analysis)
 	if *shard != "" {
 		if _, err := fmt.Sscanf(*shard, "%d/%d", &opts.Shard, &opts.Shards); err != nil || opts.Shard < 1 || opts.Shard > opts.Shards {
 			fmt.Fprintf(stderr, "wiremortem batch: --shard %q: want K/N with 1 <= K <= N\n", analysis.Safe(*shard))

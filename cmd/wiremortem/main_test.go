@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -43,5 +44,70 @@ func TestAnalyzeOutputsConflict(t *testing.T) {
 	code := run([]string{"analyze", "--json", "-", "-o", "-", "x.pcap"}, io.Discard, &stderr)
 	if code != exitUsage || !strings.Contains(stderr.String(), "cannot both write to standard output") {
 		t.Errorf("exit %d, stderr %q; want a usage error", code, stderr.String())
+	}
+}
+
+// TestUsageErrors: a wrong flag, value or subcommand says what was wrong
+// and how to call, on stderr, with exit 2.
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"analyze", "--bogus", "x.pcap"},
+		{"analyze", "--max-buffer", "12x", "x.pcap"},
+		{"flows", "--max-conversations", "x.pcap"},
+		{"frobnicate"},
+	} {
+		var stderr bytes.Buffer
+		code := run(args, io.Discard, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), "Usage") || len(strings.SplitN(stderr.String(), "\n", 2)[0]) < 10 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 with a message and the usage", args, code, stderr.String())
+		}
+	}
+}
+
+// TestCaps: each resource cap is a flag, and hitting it is counted in
+// the output, never silent.
+func TestCaps(t *testing.T) {
+	dir := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-no-101")
+	analyze := func(flags ...string) (doc map[string]any, verdict string) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "doc.json")
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"analyze", "-q", "--json", out, filepath.Join(dir, "capture.pcap"), filepath.Join(dir, "server.strace")}, flags...)
+		if code := run(args, &stdout, &stderr); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", flags, code, stderr.String())
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc, stdout.String()
+	}
+	doc, verdict := analyze("--max-incidents", "1")
+	if doc["incidents_omitted"] != 1.0 || len(doc["incidents"].([]any)) != 1 {
+		t.Errorf("--max-incidents 1: incidents_omitted %v, %d listed", doc["incidents_omitted"], len(doc["incidents"].([]any)))
+	}
+	if !strings.Contains(verdict, "1 more, less severe, not listed") {
+		t.Errorf("the verdict hides the omitted incident:\n%s", verdict)
+	}
+	doc, _ = analyze("--max-log-line", "100")
+	tooLong := 0.0
+	for _, in := range doc["inputs"].([]any) {
+		in := in.(map[string]any)
+		if strings.HasSuffix(in["path"].(string), "server.strace") {
+			for _, ex := range in["unparsed_examples"].([]any) {
+				if ex.(map[string]any)["reason"] == "too long" {
+					tooLong++
+				}
+			}
+			if in["unparsed"].(float64) < 50 {
+				t.Errorf("--max-log-line 100: only %v strace lines counted unparsed", in["unparsed"])
+			}
+		}
+	}
+	if tooLong == 0 {
+		t.Error("--max-log-line 100: no line reported too long")
 	}
 }
