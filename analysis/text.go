@@ -86,7 +86,12 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 	bw := bufio.NewWriter(w)
 	span := ""
 	if !doc.Summary.Start.IsZero() {
-		span = fmt.Sprintf(" (traffic %s to %s UTC)", doc.Summary.Start.UTC().Format("2006-01-02 15:04:05"), doc.Summary.End.UTC().Format("15:04:05"))
+		start, end := doc.Summary.Start.UTC(), doc.Summary.End.UTC()
+		endFormat := "15:04:05"
+		if start.YearDay() != end.YearDay() || start.Year() != end.Year() {
+			endFormat = "2006-01-02 15:04:05"
+		}
+		span = fmt.Sprintf(" (traffic %s to %s UTC)", start.Format("2006-01-02 15:04:05"), end.Format(endFormat))
 	}
 	switch n := len(doc.Incidents); n {
 	case 0:
