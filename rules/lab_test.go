@@ -1,0 +1,123 @@
+package rules_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"wiremortem/analysis"
+	"wiremortem/internal/lab"
+	"wiremortem/internal/testenv"
+	"wiremortem/rules"
+)
+
+// TestLabLogs runs the whole analysis over the lab's scenarios that come
+// with logs (real nginx, strace, ss and nstat next to real captures), as
+// TestLabIncidents in analysis does, and checks what the rules say from
+// those logs: the lines they cite, the numbers, the causes. The healthy
+// twins must stay quiet.
+func TestLabLogs(t *testing.T) {
+	tests := []struct {
+		scenario, rule string
+		flows          int
+		summary        string
+		// evidence lists "file:line" or "file #packet" references that
+		// must be cited; causes fragments some cause must hold.
+		evidence, causes []string
+	}{
+		{
+			scenario: "upstream-refused", rule: "upstream-connect-refused", flows: 2,
+			summary:  "nginx's connect() to upstream 127.0.31.11:9 was refused: its SYN was answered by RST (111: Connection refused); client 127.0.31.5:38851 got 502 for GET /api/status.",
+			evidence: []string{"error.log:7", "access.log:1", "capture.pcap #6", "capture.pcap #7"},
+			causes:   []string{"Nothing listened on upstream 127.0.31.11:9"},
+		},
+		{scenario: "close-wait-twin"},
+		{scenario: "idle-timeout-twin"},
+		{scenario: "zero-window-nginx-twin"},
+		{scenario: "nginx-proxy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			got := labIncidents(t, tt.scenario)
+			var mine []rules.Incident
+			for _, inc := range got {
+				if inc.Rule == tt.rule {
+					mine = append(mine, inc)
+				} else if logRules[inc.Rule] {
+					t.Errorf("%s fired: %s", inc.Rule, inc.Summary)
+				}
+			}
+			if tt.rule == "" {
+				return
+			}
+			if len(mine) != 1 {
+				t.Fatalf("%d %s incidents, want 1", len(mine), tt.rule)
+			}
+			inc := mine[0]
+			rules.CheckIncident(t, inc)
+			if len(inc.Flows) != tt.flows {
+				t.Errorf("%d flows, want %d", len(inc.Flows), tt.flows)
+			}
+			if inc.Summary != tt.summary {
+				t.Errorf("summary\n got %q\nwant %q", inc.Summary, tt.summary)
+			}
+			cited := map[string]bool{}
+			for _, e := range inc.Evidence {
+				e.Source = filepath.Base(e.Source)
+				cited[e.Ref.String()] = true
+			}
+			for _, ref := range tt.evidence {
+				if !cited[ref] {
+					t.Errorf("%s not cited; evidence: %v", ref, inc.Evidence)
+				}
+			}
+			var causes []string
+			for _, c := range inc.Causes {
+				causes = append(causes, c.Text)
+			}
+			all := strings.Join(causes, "\n")
+			for _, want := range tt.causes {
+				if !strings.Contains(all, want) {
+					t.Errorf("no cause says %q:\n%s", want, all)
+				}
+			}
+		})
+	}
+}
+
+// logRules are the rules this test watches on the healthy twins.
+var logRules = map[string]bool{
+	"upstream-connect-refused": true, "upstream-timeout": true, "idle-timeout-teardown": true,
+	"close-wait": true, "zero-window-rst": true, "syn-unanswered": true,
+}
+
+// labIncidents analyses every capture and log of a lab scenario, kinds
+// sniffed and clocks estimated, with the nginx log_format its nginx.conf
+// names.
+func labIncidents(t *testing.T, scenario string) []rules.Incident {
+	t.Helper()
+	dir := filepath.Join(testenv.RepoRoot(), "testdata", "captures", scenario)
+	facts, err := lab.Load(filepath.Join(dir, "facts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inputs []analysis.Input
+	var opts analysis.Options
+	for _, f := range facts.Files {
+		switch f.Kind {
+		case lab.KindNginxConf, lab.KindClientLog:
+			continue
+		}
+		inputs = append(inputs, analysis.Input{Path: filepath.Join(dir, f.Name)})
+		if f.LogFormat != "" {
+			opts.NginxLogFormat = f.LogFormat
+		}
+	}
+	res, err := analysis.Run(context.Background(), inputs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(res.Close)
+	return res.Document.Incidents
+}
