@@ -51,7 +51,7 @@ func TestCatalogCoversEverything(t *testing.T) {
 	out := b.String()
 	want := []string{"syn-unanswered", "syn-refused", "synack-retransmitted", "zero-window-rst", "zero-window-stall",
 		"close-wait", "rst-mid-stream", "idle-timeout-teardown", "retransmission-storm",
-		"upstream-connect-refused"}
+		"upstream-connect-refused", "upstream-timeout"}
 	if len(Builtin()) != len(want) {
 		t.Errorf("%d built-in rules, want %d", len(Builtin()), len(want))
 	}

@@ -32,6 +32,12 @@ func TestLabLogs(t *testing.T) {
 			evidence: []string{"error.log:7", "access.log:1", "capture.pcap #6", "capture.pcap #7"},
 			causes:   []string{"Nothing listened on upstream 127.0.31.11:9"},
 		},
+		{
+			scenario: "upstream-timeout", rule: "upstream-timeout", flows: 2,
+			summary:  "nginx timed out waiting for the response header from upstream 127.0.32.11:9000 after 2.0 s (proxy_read_timeout, about 2.0 s here); client 127.0.32.5:33679 got 504 for GET /slow.",
+			evidence: []string{"error.log:7", "access.log:1", "capture.pcap #9", "capture.pcap #11", "capture.pcap #12"},
+			causes:   []string{"sent no response header within proxy_read_timeout (2.0 s)", "it answered just after nginx gave up"},
+		},
 		{scenario: "close-wait-twin"},
 		{scenario: "idle-timeout-twin"},
 		{scenario: "zero-window-nginx-twin"},
