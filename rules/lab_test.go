@@ -38,6 +38,15 @@ func TestLabLogs(t *testing.T) {
 			evidence: []string{"error.log:7", "access.log:1", "capture.pcap #9", "capture.pcap #11", "capture.pcap #12"},
 			causes:   []string{"sent no response header within proxy_read_timeout (2.0 s)", "it answered just after nginx gave up"},
 		},
+		{
+			// proxy_read_timeout 3s closes an idle WebSocket through nginx:
+			// one incident for both of nginx's connections; upstream-timeout
+			// defers to it.
+			scenario: "idle-timeout", rule: "idle-timeout-teardown", flows: 2,
+			summary:  "nginx closed the idle WebSocket of client 127.0.36.5:40757 and its own connection to upstream 127.0.36.11:9000 after 3.0 s of silence: proxy_read_timeout fired (upstream timed out (110: Connection timed out) while proxying upgraded connection).",
+			evidence: []string{"error.log:7", "capture.pcap #21", "capture.pcap #24"},
+			causes:   []string{"nginx's proxy_read_timeout is about 3.0 s"},
+		},
 		{scenario: "close-wait-twin"},
 		{scenario: "idle-timeout-twin"},
 		{scenario: "zero-window-nginx-twin"},
