@@ -47,6 +47,14 @@ func TestLabLogs(t *testing.T) {
 			evidence: []string{"error.log:7", "capture.pcap #21", "capture.pcap #24"},
 			causes:   []string{"nginx's proxy_read_timeout is about 3.0 s"},
 		},
+		{
+			// Seed 003: five CLOSE_WAITs younger than min_age when the
+			// capture stopped, proven by the trace and the ss loop.
+			scenario: "close-wait", rule: "close-wait", flows: 5,
+			summary:  "Server 127.0.7.9:6379 left 5 connections in CLOSE_WAIT after their peers closed, ages 2.8 s to 4.0 s (median 3.4 s); 5 still open when the capture ended.",
+			evidence: []string{"server.strace:78", "server.strace:95", "ss.txt:183", "ss.txt:411"},
+			causes:   []string{"the trace shows it on 5 sockets: read() returned 0 and no close() followed"},
+		},
 		{scenario: "close-wait-twin"},
 		{scenario: "idle-timeout-twin"},
 		{scenario: "zero-window-nginx-twin"},
