@@ -55,6 +55,14 @@ func TestLabLogs(t *testing.T) {
 			evidence: []string{"server.strace:78", "server.strace:95", "ss.txt:183", "ss.txt:411"},
 			causes:   []string{"the trace shows it on 5 sockets: read() returned 0 and no close() followed"},
 		},
+		{
+			// Seed 001 behind nginx.
+			scenario: "zero-window-nginx", rule: "zero-window-rst", flows: 1,
+			summary:  "Client 127.0.33.5:51555 stopped reading: it advertised a zero window to 127.0.33.10:8080 for 3.0 s (3 probes), then the server reset the connection.",
+			evidence: []string{"error.log:7", "ss.txt:25", "ss.txt:23", "ss.txt:13"},
+			causes: []string{"ss showed 5,422 bytes unread at the client, 25,788 bytes waiting to be sent at the server, nginx in turn left 32,912 bytes unread from upstream 127.0.33.11:9000",
+				"nginx's send_timeout expired, as its error log says: it could not write to the client for 3.0 s"},
+		},
 		{scenario: "close-wait-twin"},
 		{scenario: "idle-timeout-twin"},
 		{scenario: "zero-window-nginx-twin"},
