@@ -63,6 +63,14 @@ func TestLabLogs(t *testing.T) {
 			causes: []string{"ss showed 5,422 bytes unread at the client, 25,788 bytes waiting to be sent at the server, nginx in turn left 32,912 bytes unread from upstream 127.0.33.11:9000",
 				"nginx's send_timeout expired, as its error log says: it could not write to the client for 3.0 s"},
 		},
+		{
+			// Seed 002.
+			scenario: "syn-backlog", rule: "syn-unanswered", flows: 38,
+			summary:  "127.0.3.9:9869 left 38 of 40 connection attempts from 1 client host unanswered in 895 µs (peak 40 SYNs per 100 ms).",
+			evidence: []string{"listener.strace:19", "ss-listen.txt:2", "nstat-before.txt:190", "nstat-after.txt:190", "nstat-after.txt:191"},
+			causes: []string{"min(backlog 1, net.core.somaxconn) = 1", "the trace shows no accept() on that socket at all",
+				"ss showed 2 connections waiting in a queue whose limit is 1", "TcpExtListenOverflows by 38 and TcpExtListenDrops by 38 (the capture holds 38 SYNs left unanswered)"},
+		},
 		{scenario: "close-wait-twin"},
 		{scenario: "idle-timeout-twin"},
 		{scenario: "zero-window-nginx-twin"},
