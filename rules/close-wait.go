@@ -53,14 +53,14 @@ type closeWait struct {
 func detectCloseWait(ctx *Context) []Incident {
 	minAge := ctx.Params.Duration("min_age")
 	in := ctx.In
-	stuck := closeWaitLines(in)
+	stuck, traceEnd := closeWaitLines(in), traceEnds(in)
 	groups := map[string][]closeWait{}
 	for _, c := range in.Conversations {
 		cw, ok := inCloseWait(c, in.CaptureEnd)
 		if !ok {
 			continue
 		}
-		cw.provenByLogs(in, stuck, minAge)
+		cw.provenByLogs(in, stuck, traceEnd, minAge)
 		if cw.age < minAge {
 			continue
 		}
@@ -100,7 +100,7 @@ func closeWaitLines(in *Input) map[socketPair][]*correlate.SnapshotSocket {
 // still open min_age after the peer's FIN, and lengthens the age to what
 // they show: a trace where read() returned 0 and close() did not follow,
 // an ss snapshot with the socket still in CLOSE_WAIT.
-func (cw *closeWait) provenByLogs(in *Input, stuck map[socketPair][]*correlate.SnapshotSocket, minAge time.Duration) {
+func (cw *closeWait) provenByLogs(in *Input, stuck map[socketPair][]*correlate.SnapshotSocket, traceEnd map[string]time.Time, minAge time.Duration) {
 	if in.Logs == nil {
 		return
 	}
@@ -111,7 +111,7 @@ func (cw *closeWait) provenByLogs(in *Input, stuck map[socketPair][]*correlate.S
 		case l.Closed != nil:
 			held = l.Closed.Time.Sub(l.EOF.Time)
 		case l.NeverClosed:
-			held = traceEnd(in, s.Source).Sub(l.EOF.Time)
+			held = traceEnd[s.Source].Sub(l.EOF.Time)
 		}
 		cw.trace, cw.held = s, held
 		if held >= minAge {

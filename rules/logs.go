@@ -91,16 +91,16 @@ func listenerOf(in *Input, server netip.AddrPort) *correlate.StraceSocket {
 	return nil
 }
 
-// traceEnd is the last time a trace file shows any socket call: the trace
-// ran at least until then.
-func traceEnd(in *Input, source string) time.Time {
-	var end time.Time
+// traceEnds returns, per trace file, the last time it shows any socket
+// call: the trace ran at least until then.
+func traceEnds(in *Input) map[string]time.Time {
+	ends := map[string]time.Time{}
+	if in.Logs == nil {
+		return ends
+	}
 	for _, s := range in.Logs.Straces {
-		if s.Source != source {
-			continue
-		}
 		l := s.Life
-		end = later(end, l.Opened.Time)
+		end := later(ends[s.Source], l.Opened.Time)
 		for _, m := range []*strace.Mark{l.LastRead, l.LastWrite, l.EOF, l.Error, l.Shutdown, l.Closed} {
 			if m != nil {
 				end = later(end, m.Time)
@@ -109,8 +109,9 @@ func traceEnd(in *Input, source string) time.Time {
 		if n := len(l.Events); n > 0 {
 			end = later(end, l.Events[n-1].Time)
 		}
+		ends[s.Source] = end
 	}
-	return end
+	return ends
 }
 
 // citeStraceLife cites what a traced process did with a connection:

@@ -53,6 +53,9 @@ func upstreamFailures(in *Input, nginxFailed func(*nginx.ErrorRecord) bool, conn
 	var out []*upstreamFailure
 	byAttempt := map[int]*upstreamFailure{}
 	candidates := byServer(in.Conversations, fits)
+	for _, cs := range candidates {
+		sort.SliceStable(cs, func(i, j int) bool { return cs[i].Start.Before(cs[j].Start) })
+	}
 	for _, e := range in.Logs.Errors {
 		if !nginxFailed(e.Record) {
 			continue
@@ -96,20 +99,25 @@ func upstreamFailures(in *Input, nginxFailed func(*nginx.ErrorRecord) bool, conn
 const attemptSlack = 2 * time.Second
 
 // nearestAttempt picks, among conversations that look like the failed
-// attempt, the one that started nearest t and is not another failure's;
-// nil when none is within attemptSlack (or t is unknown).
+// attempt (sorted by start), the one that started nearest t and is not
+// another failure's; nil when none is within attemptSlack (or t is
+// unknown).
 func nearestAttempt(cands []*flows.Conversation, t time.Time, taken map[int]*upstreamFailure) *flows.Conversation {
 	if t.IsZero() {
 		return nil
 	}
 	var best *flows.Conversation
 	var bestDist time.Duration
-	for _, c := range cands {
+	from := sort.Search(len(cands), func(i int) bool { return !cands[i].Start.Before(t.Add(-attemptSlack)) })
+	for _, c := range cands[from:] {
+		if c.Start.After(t.Add(attemptSlack)) {
+			break
+		}
 		d := c.Start.Sub(t)
 		if d < 0 {
 			d = -d
 		}
-		if taken[c.ID] == nil && d <= attemptSlack && (best == nil || d < bestDist) {
+		if taken[c.ID] == nil && (best == nil || d < bestDist) {
 			best, bestDist = c, d
 		}
 	}
