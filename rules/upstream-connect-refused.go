@@ -128,6 +128,12 @@ func refusedEpisode(in *Input, p Params, episode []*upstreamFailure, accepted ma
 	d.next(
 		fmt.Sprintf("On %s: %s: is the service listening, and on which address?", host, listening),
 		"The upstream service's state and logs at the time of the first refusal: systemctl status, container restarts, OOM kills, deploys.",
+	)
+	if first.err == nil {
+		d.next(fmt.Sprintf("The address and port process %d is configured to connect to, and whether it retries another server.", first.trace.Life.PID))
+		return d
+	}
+	d.next(
 		fmt.Sprintf("nginx's configuration: the address and port in proxy_pass or the upstream block for %s.", first.upstream),
 		"In the upstream block: several servers with max_fails and fail_timeout, and proxy_next_upstream error (the default), so one refusing server does not fail the clients' requests.",
 	)

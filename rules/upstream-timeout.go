@@ -247,41 +247,48 @@ func timeoutEpisode(in *Input, p Params, episode []*upstreamFailure) *draft {
 		d.summary("%s timed out %d times over %s %s upstream %s%s (%s%s)%s.", proxy, len(episode), seconds(failureSpan(episode)), work, first.upstream, measured, timer, value, outcome)
 	}
 
-	wait := "its timeout"
+	// within writes the timer with the wait measured, when it was:
+	// "proxy_read_timeout (2.0 s)".
+	within, wait := timer, ""
 	if len(waits) > 0 {
 		wait = seconds(median(waits))
+		within += " (" + wait + ")"
 	}
-	late := lateAnswer(d, first)
 	switch {
 	case timer == kernelConnectTimer:
 		d.cause(fmt.Sprintf("Upstream %s never answered the SYNs: the host is down or unreachable, a firewall drops them, or its accept queue is full; the kernel retransmits the SYN net.ipv4.tcp_syn_retries times (about 127 s with the default 6) before connect() fails with ETIMEDOUT.", first.upstream), proof...)
 		d.next("Give connect() a timeout of its own (a non-blocking connect with poll, or the client library's connect timeout) rather than the kernel's two minutes.")
 	case ctxt == ctxConnecting || ctxt == ctxSSLHandshaking:
-		d.cause(fmt.Sprintf("Upstream %s did not complete the connection within %s (%s): its host is down or unreachable, a firewall drops the SYNs, or its accept queue is full (see syn-unanswered for the SYNs).", first.upstream, timer, wait), proof...)
+		d.cause(fmt.Sprintf("Upstream %s did not complete the connection within %s: its host is down or unreachable, a firewall drops the SYNs, or its accept queue is full (see syn-unanswered for the SYNs).", first.upstream, within), proof...)
 		d.cause(fmt.Sprintf("%s is too short for the path to the upstream.", timer), proof...)
 	case ctxt == ctxSendingRequest || timer == "proxy_send_timeout":
-		d.cause(fmt.Sprintf("Upstream %s stopped taking data: nginx could not write to it for %s (%s), so its application stopped reading its socket (a stuck worker, a full receive buffer).", first.upstream, wait, timer), proof...)
+		d.cause(fmt.Sprintf("Upstream %s stopped taking data: nginx could not write to it within %s, so its application stopped reading its socket (a stuck worker, a full receive buffer).", first.upstream, within), proof...)
 	case ctxt == ctxUpgraded:
-		d.cause(fmt.Sprintf("The upgraded connection sat idle: nginx re-arms proxy_read_timeout on every event in either direction and closes a proxied WebSocket when nothing came for that long (%s here); the application sends no ping more often than that.", wait), proof...)
+		d.cause(fmt.Sprintf("The upgraded connection sat idle: nginx re-arms %s on every event in either direction and closes a proxied WebSocket when nothing came for that long; the application sends no ping more often than that.", within), proof...)
 		d.cause("proxy_read_timeout is meant for requests, and was left at a value shorter than the WebSocket's quiet periods.", proof...)
 	case ctxt == ctxReadingUpstream:
-		d.cause(fmt.Sprintf("Upstream %s stopped in the middle of its response for %s (%s): the client got a truncated body after its status line.", first.upstream, wait, timer), proof...)
+		d.cause(fmt.Sprintf("Upstream %s stopped in the middle of its response for longer than %s: the client got a truncated body after its status line.", first.upstream, within), proof...)
 	default:
-		text := fmt.Sprintf("Upstream %s took the request and sent no response header within %s (%s): a slow query, a blocked or saturated worker, a slow dependency or a deadlock in the upstream", first.upstream, timer, wait)
+		text := fmt.Sprintf("Upstream %s took the request and sent no response header within %s: a slow query, a blocked or saturated worker, a slow dependency or a deadlock in the upstream", first.upstream, within)
+		late := lateAnswer(d, first)
 		if late >= 0 {
 			text += "; it answered just after nginx gave up, so it was slow rather than dead"
 		}
 		d.cause(text+".", append(proof, late)...)
-		d.cause(fmt.Sprintf("%s (%s) is shorter than this endpoint legitimately needs: raise it for this location only, or make the work asynchronous.", timer, wait), proof...)
+		d.cause(fmt.Sprintf("%s is shorter than this endpoint legitimately needs: raise it for this location only, or make the work asynchronous.", within), proof...)
 	}
 	if timer != kernelConnectTimer {
+		setting := timer
+		if wait != "" {
+			setting += fmt.Sprintf(" (the measured wait, %s, is its value)", wait)
+		}
 		d.next(
-			fmt.Sprintf("nginx's configuration for this location: %s (the measured wait, %s, is its value), and proxy_next_upstream (timeout retries the next server, which doubles the wait).", timer, wait),
+			fmt.Sprintf("nginx's configuration for this location: %s, and proxy_next_upstream (timeout retries the next server, which doubles the wait).", setting),
 			fmt.Sprintf("The upstream's own logs and metrics at these times: request duration, worker pool saturation, slow queries; $upstream_response_time and $upstream_connect_time in the access log separate a slow connect from a slow answer for %s.", first.upstream),
 		)
 	}
-	if ctxt == ctxUpgraded {
-		d.next(fmt.Sprintf("Send WebSocket pings (or application heartbeats) more often than %s, or raise proxy_read_timeout (and proxy_send_timeout) in the WebSocket location.", wait))
+	if ctxt == ctxUpgraded && timer == "proxy_read_timeout" {
+		d.next(fmt.Sprintf("Send WebSocket pings (or application heartbeats) more often than %s, or raise proxy_read_timeout (and proxy_send_timeout) in the WebSocket location.", within))
 	}
 	return d
 }

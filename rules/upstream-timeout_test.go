@@ -94,7 +94,7 @@ func TestUpstreamTimeout(t *testing.T) {
 			},
 			want:    []string{"medium: " + sortedJoin([]string{proxyClient + ">" + proxyNginx, nginxOut + ">" + proxyUpstream})},
 			summary: "nginx timed out on an upgraded (WebSocket) connection to upstream 10.0.0.11:8080 after 10.0 s (proxy_send_timeout, about 10.0 s here); it closed client 10.0.0.5:41000's connection.",
-			cause:   "Upstream 10.0.0.11:8080 stopped taking data: nginx could not write to it for 10.0 s (proxy_send_timeout)",
+			cause:   "Upstream 10.0.0.11:8080 stopped taking data: nginx could not write to it within proxy_send_timeout (10.0 s)",
 		},
 		{
 			name: "a FastCGI upstream on a unix socket",
