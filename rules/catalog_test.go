@@ -51,7 +51,8 @@ func TestCatalogCoversEverything(t *testing.T) {
 	out := b.String()
 	want := []string{"syn-unanswered", "syn-refused", "synack-retransmitted", "zero-window-rst", "zero-window-stall",
 		"close-wait", "rst-mid-stream", "idle-timeout-teardown", "retransmission-storm",
-		"ws-upgrade-no-101", "ws-upgrade-rejected", "ws-bad-accept", "ws-abnormal-close", "ws-protocol-violation", "server-read-no-write"}
+		"ws-upgrade-no-101", "ws-upgrade-rejected", "ws-bad-accept", "ws-abnormal-close", "ws-protocol-violation", "server-read-no-write",
+		"upstream-connect-refused", "upstream-timeout"}
 	if len(Builtin()) != len(want) {
 		t.Errorf("%d built-in rules, want %d", len(Builtin()), len(want))
 	}

@@ -242,8 +242,12 @@ func evidenceLess(a, b *evidence.Item) bool {
 	return a.Line < b.Line
 }
 
-// span widens [start, end] to include t.
+// span widens [start, end] to include t; a zero t (evidence cited
+// without a time) leaves it as it is.
 func span(start, end *time.Time, t time.Time) {
+	if t.IsZero() {
+		return
+	}
 	if start.IsZero() || t.Before(*start) {
 		*start = t
 	}

@@ -14,7 +14,7 @@ import (
 // 002) and 20 lonely unanswered SYNs to 20 different servers.
 func mixed() *Input {
 	convs := storm()
-	convs = append(convs, conv(100, agent, nginx).handshake(0).data(flows.Server, 9*s, 108528).
+	convs = append(convs, conv(100, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 108528).
 		zeroWindow(flows.Client, 10*s, -1, 9, 108528).rst(flows.Server, 70*s, 108528).done())
 	for i := range 20 {
 		convs = append(convs, conv(200+i, "10.0.3.1:4000", fmt.Sprintf("10.0.4.%d:80", i+1)).syn(20*s).done())

@@ -39,9 +39,9 @@ func wsUpgrades(in *Input) map[netip.AddrPort][]upgrade {
 	return out
 }
 
-// answered returns the upgrades that got a response, and the median time
+// answeredUpgrades returns the upgrades that got a response, and the median time
 // they waited for it.
-func answered(ups []upgrade) (n int, medianWait time.Duration) {
+func answeredUpgrades(ups []upgrade) (n int, medianWait time.Duration) {
 	var waits []time.Duration
 	for _, up := range ups {
 		if up.u.Response != nil {

@@ -55,7 +55,7 @@ func TestRSTMidStream(t *testing.T) {
 		},
 		{
 			name: "a reset explained by zero-window-rst is left to it",
-			in: input(80*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 9*s, 108528).
+			in: input(80*s, conv(1, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 108528).
 				zeroWindow(flows.Client, 10*s, -1, 9, 108528).rst(flows.Server, 70*s, 108528).done()),
 		},
 	}

@@ -79,7 +79,7 @@ func detectReadNoWrite(ctx *Context) []Incident {
 	var out []Incident
 	for _, k := range keys {
 		if g := groups[k]; len(g.silent) > 0 {
-			out = append(out, readNoWriteIncident(g.silent, g.served, byID).done())
+			out = append(out, readNoWriteIncident(ctx.In, g.silent, g.served, byID).done())
 		}
 	}
 	return out
@@ -122,7 +122,7 @@ func waitedSilently(s *correlate.StraceSocket, traceEnd time.Time) (silent, bool
 	return sl, true
 }
 
-func readNoWriteIncident(group []silent, served int, byID map[int]*flows.Conversation) *draft {
+func readNoWriteIncident(in *Input, group []silent, served int, byID map[int]*flows.Conversation) *draft {
 	d := newDraft(Medium, "high")
 	var reads, ends []int
 	endings := map[string]int{}
@@ -137,14 +137,14 @@ func readNoWriteIncident(group []silent, served int, byID map[int]*flows.Convers
 		}
 		waits = append(waits, sl.waited)
 		endings[sl.ending]++
-		reads = append(reads, d.citeStraceLife(sl.s)...)
+		reads = append(reads, d.citeStraceLife(in, sl.s)...)
 		switch sl.ending {
 		case "eof":
-			ends = append(ends, d.cite(markStamp(*l.EOF), "strace: read on fd %d returned 0 %s after the first read: the peer gave up first", l.FD, seconds(sl.waited)))
+			ends = append(ends, d.cite(in.straceStamp(*l.EOF), "strace: read on fd %d returned 0 %s after the first read: the peer gave up first", l.FD, seconds(sl.waited)))
 		case "error":
-			ends = append(ends, d.cite(markStamp(*l.Error), "strace: a call on fd %d failed with %s %s after the first read", l.FD, l.ErrorErrno, seconds(sl.waited)))
+			ends = append(ends, d.cite(in.straceStamp(*l.Error), "strace: a call on fd %d failed with %s %s after the first read", l.FD, l.ErrorErrno, seconds(sl.waited)))
 		case "closed":
-			ends = append(ends, d.cite(markStamp(*l.Closed), "strace: the server closed fd %d %s after reading, without having written", l.FD, seconds(sl.waited)))
+			ends = append(ends, d.cite(in.straceStamp(*l.Closed), "strace: the server closed fd %d %s after reading, without having written", l.FD, seconds(sl.waited)))
 		}
 	}
 	sort.Slice(waits, func(i, j int) bool { return waits[i] < waits[j] })

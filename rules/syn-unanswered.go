@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"wiremortem/decoders/sockstat"
 	"wiremortem/flows"
 )
 
@@ -19,6 +20,7 @@ func init() {
 		Doc: `A client sent a SYN (and usually its retransmissions, 1 s, 3 s and 7 s after the first on Linux) and the server sent neither a SYN-ACK nor a RST. ` +
 			`Attempts against one listening address that fall close together are one incident, with every affected flow, the SYN retransmission ladder, the peak SYN rate, the attempts answered only after a retransmission, and the SYN-ACKs the server had to repeat. ` +
 			`When the same listener answered other SYNs in the same window, the likely cause is a full accept queue: Linux drops a SYN when the queue of accepted-but-not-yet-accept()ed connections, min(listen backlog, net.core.somaxconn), is full (tcp_conn_request), and drops the final ACK of handshakes it did answer, so clients with a connect timeout under the 1 s initial retransmission timeout fail with ETIMEDOUT after one SYN. ` +
+			`The logs confirm or refute the overflow: the backlog the server passed to listen() and whether it called accept() at all (strace), the queue's length and limit (ss -lnt shows them as a listener's Recv-Q and Send-Q; a full queue holds one more than its limit), and TcpExtListenOverflows and TcpExtListenDrops rising across nstat or netstat -s snapshots taken around the episode (snapshots without times are put in order by the counters' values, which only grow). ` +
 			`When the address never answered anything, it is a host that is down, a firewall that drops, or a wrong address. ` +
 			`Traps: a SYN sent just before the capture stopped (capture_end_grace; shortened to twenty times the slowest answer for a listener that answered other SYNs), a capture that holds only one direction of the traffic, and port scans (many listeners, one attempt each).`,
 		Params: []Param{
@@ -47,7 +49,7 @@ func detectSYNUnanswered(ctx *Context) []Incident {
 		}
 		for _, episode := range groupInTime(unanswered, p.Duration("group_gap"), firstSYNTime) {
 			s := newSYNStorm(server, episode, attempts[server], ctx.In.CaptureEnd)
-			out = append(out, s.incident(p, listeners).done())
+			out = append(out, s.incident(ctx.In, p, listeners).done())
 		}
 	}
 	return out
@@ -158,7 +160,7 @@ func (s *synStorm) answered() int { return len(s.late) + len(s.repeatedSYNACK) +
 
 func (s *synStorm) attempts() int { return len(s.unanswered) + s.answered() }
 
-func (s *synStorm) incident(p Params, facts listenerFacts) *draft {
+func (s *synStorm) incident(in *Input, p Params, facts listenerFacts) *draft {
 	n := len(s.unanswered)
 	sev, confidence := Low, "low"
 	switch {
@@ -197,8 +199,9 @@ func (s *synStorm) incident(p Params, facts listenerFacts) *draft {
 		c := s.repeatedSYNACK[0]
 		repeat = d.cite(timerSYNACKs(c)[0], "SYN-ACK to %s sent again: the server did not take the client's final ACK", c.Client)
 	}
-	s.causes(d, facts, noAnswer, upProof, repeat)
-	s.nextSteps(d, facts)
+	q := s.acceptQueue(in, d)
+	s.causes(d, q, facts, noAnswer, upProof, repeat)
+	s.nextSteps(d, q, facts)
 	return d
 }
 
@@ -278,19 +281,26 @@ func (s *synStorm) ladder() string {
 	return strings.Join(parts, ", ")
 }
 
-func (s *synStorm) causes(d *draft, facts listenerFacts, noAnswer, upProof, repeat int) {
+func (s *synStorm) causes(d *draft, q acceptQueue, facts listenerFacts, noAnswer, upProof, repeat int) {
 	port := portOf(s.server)
 	switch {
 	case s.answered() > 0:
-		text := fmt.Sprintf("The accept queue of %s was full: it answered %s within a second of these and silently dropped these SYNs. Linux drops a SYN when the listener's accept queue, min(listen backlog, net.core.somaxconn), is full and the application is not calling accept() fast enough (tcp_conn_request)",
-			s.server, plural(s.answered(), "other attempt"))
+		text := fmt.Sprintf("The accept queue of %s was full: it answered %s within a second of these and silently dropped these SYNs. Linux drops a SYN when the listener's accept queue, %s, is full and the application is not calling accept() fast enough (tcp_conn_request)",
+			s.server, plural(s.answered(), "other attempt"), q.limitText())
 		if len(s.repeatedSYNACK) > 0 {
 			text += fmt.Sprintf("; the %d repeated SYN-ACKs are the same queue: the kernel dropped those clients' final ACK and retried its SYN-ACK", len(s.repeatedSYNACK))
 		}
-		d.cause(text+".", noAnswer, upProof, repeat)
+		if q.text != "" {
+			text += "; " + q.text
+		}
+		d.cause(text+".", append([]int{noAnswer, upProof, repeat}, q.cited...)...)
 		d.cause("The SYN queue itself overflowed (net.ipv4.tcp_max_syn_backlog) under a burst with SYN cookies off.", noAnswer)
 	case facts.answeredPorts[s.server]:
-		d.cause(fmt.Sprintf("%s answered SYNs at other times in this capture but not during this episode: the server stopped accepting (accept queue full, process paused or overloaded) or a firewall change dropped its traffic for a while.", s.server), noAnswer)
+		text := fmt.Sprintf("%s answered SYNs at other times in this capture but not during this episode: the server stopped accepting (accept queue full, process paused or overloaded) or a firewall change dropped its traffic for a while", s.server)
+		if q.text != "" {
+			text += "; " + q.text
+		}
+		d.cause(text+".", append([]int{noAnswer}, q.cited...)...)
 	case facts.hostsSpoke[s.server.Addr()]:
 		d.cause(fmt.Sprintf("A firewall drops SYNs to port %s: host %s sent packets in other conversations of this capture but never answered on this port (a DROP rule or security group rather than REJECT).", port, s.server.Addr()), noAnswer)
 		d.cause(fmt.Sprintf("Nothing listens on port %s and the host's firewall drops instead of answering with RST.", port), noAnswer)
@@ -305,9 +315,119 @@ func (s *synStorm) causes(d *draft, facts listenerFacts, noAnswer, upProof, repe
 	}
 }
 
-func (s *synStorm) nextSteps(d *draft, facts listenerFacts) {
+// acceptQueue is what the logs say about a listener's accept queue: the
+// backlog listen() asked for (strace), the queue's length and limit (ss
+// -lnt: Recv-Q and Send-Q of a listener), and the kernel's overflow
+// counters (nstat, netstat -s), cited.
+type acceptQueue struct {
+	backlog       int
+	neverAccepted bool
+	queued, limit int64
+	text          string
+	cited         []int
+}
+
+// limitText writes the queue's limit with the numbers known:
+// "min(listen backlog, net.core.somaxconn)", "min(backlog 1,
+// net.core.somaxconn) = 1".
+func (q acceptQueue) limitText() string {
+	switch {
+	case q.backlog > 0 && q.limit > 0:
+		return fmt.Sprintf("min(backlog %d, net.core.somaxconn) = %d", q.backlog, q.limit)
+	case q.backlog > 0:
+		return fmt.Sprintf("min(backlog %d, net.core.somaxconn)", q.backlog)
+	case q.limit > 0:
+		return fmt.Sprintf("min(listen backlog, net.core.somaxconn) = %d", q.limit)
+	}
+	return "min(listen backlog, net.core.somaxconn)"
+}
+
+// acceptQueue gathers and cites the logs' word on the listener. Linux
+// lets the queue hold one more connection than its limit
+// (sk_acceptq_is_full compares with >), so ss shows Recv-Q = Send-Q + 1
+// on a full queue.
+func (s *synStorm) acceptQueue(in *Input, d *draft) acceptQueue {
+	var q acceptQueue
+	var parts []string
+	if l := listenerOf(in, s.server); l != nil {
+		life := l.Life
+		q.backlog = life.Backlog
+		for _, e := range life.Events {
+			if e.Call == "listen" {
+				q.cited = append(q.cited, d.cite(in.straceStamp(e.Mark), "strace: listen(%d, %d) on %s (pid %d)", life.FD, life.Backlog, life.Local, life.PID))
+				parts = append(parts, fmt.Sprintf("the server called listen() with a backlog of %d", life.Backlog))
+				break
+			}
+		}
+		if life.Accepts == 0 && life.WouldBlock == 0 {
+			q.neverAccepted = true
+			parts = append(parts, "the trace shows no accept() on that socket at all")
+		}
+	}
+	if in.Logs != nil {
+		for _, ls := range in.Logs.Sockets {
+			sock := ls.Socket
+			if sock.State != sockstat.StateListen || sock.Local.Port() != s.server.Port() || (sock.Local.Addr().Unmap() != s.server.Addr().Unmap() && !sock.Local.Addr().IsUnspecified()) || sock.Tool != sockstat.ToolSS {
+				continue
+			}
+			q.queued, q.limit = sock.RecvQ, sock.SendQ
+			q.cited = append(q.cited, d.cite(in.logStamp(sock.Ref, ls.Snapshot.Time, ls.Snapshot.TimeHasZone), "ss: listener %s with %d connections waiting for accept() (Recv-Q) and a limit of %d (Send-Q)", sock.Local, sock.RecvQ, sock.SendQ))
+			what := fmt.Sprintf("ss showed %d connections waiting in a queue whose limit is %d", sock.RecvQ, sock.SendQ)
+			if sock.RecvQ > sock.SendQ {
+				what += " (full: Linux keeps one more than the limit)"
+			}
+			parts = append(parts, what)
+			break
+		}
+	}
+	var rose, still []string
+	var delta int64
+	for _, name := range []string{sockstat.CounterListenOverflows, sockstat.CounterListenDrops} {
+		rise, ok := counterDelta(in, name)
+		if !ok || !s.during(rise) {
+			continue
+		}
+		q.cited = append(q.cited, d.citeCounterRise(in, rise)...)
+		if rise.delta() > 0 {
+			rose = append(rose, fmt.Sprintf("%s by %s", name, thousands(rise.delta())))
+			delta = max(delta, rise.delta())
+		} else {
+			still = append(still, name)
+		}
+	}
+	if len(rose) > 0 {
+		syns := 0
+		for _, c := range s.unanswered {
+			syns += len(c.Handshake.SYNs)
+		}
+		parts = append(parts, fmt.Sprintf("the kernel's counters rose between the snapshots, %s (the capture holds %s left unanswered)", strings.Join(rose, " and "), plural(syns, "SYN")))
+	}
+	if len(still) > 0 {
+		parts = append(parts, fmt.Sprintf("but %s did not rise between the snapshots, which speaks against an overflow", strings.Join(still, " and ")))
+	}
+	q.text = strings.Join(parts, "; ")
+	return q
+}
+
+// during reports whether a counter's snapshots may bracket the episode:
+// the first taken before it ended and the last after it began, or either
+// untimed.
+func (s *synStorm) during(r counterRise) bool {
+	if r.before.Time.IsZero() || r.after.Time.IsZero() {
+		return true
+	}
+	return !r.before.Time.After(s.end) && !r.after.Time.Before(s.start)
+}
+
+func (s *synStorm) nextSteps(d *draft, q acceptQueue, facts listenerFacts) {
 	port := portOf(s.server)
 	if s.answered() > 0 || facts.answeredPorts[s.server] {
+		if q.neverAccepted {
+			d.next("The traced server never called accept() on the listener: find why its accept loop is not running (not started yet, blocked, or busy on other work).")
+		}
+		if q.backlog > 0 {
+			d.next(fmt.Sprintf("Raise the backlog the server passes to listen() (%d now) and net.core.somaxconn if it is lower; the new queue takes effect when the server calls listen() again.", q.backlog))
+		}
 		d.next(
 			fmt.Sprintf("On %s: ss -lnt 'sport = :%s' and compare Recv-Q (connections waiting for accept()) with Send-Q (the accept queue limit).", s.server.Addr(), port),
 			"nstat -az TcpExtListenOverflows TcpExtListenDrops (netstat -s: \"times the listen queue of a socket overflowed\", \"SYNs to LISTEN sockets dropped\") twice a few seconds apart: rising counters confirm the overflow.",

@@ -203,3 +203,62 @@ func TestSYNUnansweredCorpus(t *testing.T) {
 		})
 	}
 }
+
+// TestSYNUnansweredAcceptQueue: what the logs say about the listener goes
+// into the accept-queue cause, for it or against it.
+func TestSYNUnansweredAcceptQueue(t *testing.T) {
+	const listener = `900  11:59:00.000000 bind(3, {sa_family=AF_INET, sin_port=htons(9869), sin_addr=inet_addr("10.0.0.9")}, 16) = 0 <0.000010>
+900  11:59:00.000100 listen(3, 4096) = 0 <0.000010>
+`
+	nstat := func(at string, overflows int) string {
+		return fmt.Sprintf("%s\n#kernel\nTcpExtListenOverflows           %d                0.0\nTcpExtListenDrops               %d                0.0\n", at, overflows, overflows)
+	}
+	tests := []struct {
+		name   string
+		logs   []logText
+		causes []string
+		lacks  string
+	}{
+		{
+			name: "the counters rose across the storm",
+			logs: []logText{
+				{"strace", "server.strace", listener},
+				{"ss", "nstat.txt", nstat("2024-05-01 11:59:59+00:00", 100) + nstat("2024-05-01 12:00:05+00:00", 112)},
+				{"ss", "ss-listen.txt", "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\nLISTEN 129    128          10.0.0.9:9869      0.0.0.0:*\n"},
+			},
+			causes: []string{"min(backlog 4096, net.core.somaxconn) = 128", "the server called listen() with a backlog of 4096",
+				"ss showed 129 connections waiting in a queue whose limit is 128 (full: Linux keeps one more than the limit)",
+				"TcpExtListenOverflows by 12 and TcpExtListenDrops by 12 (the capture holds 12 SYNs left unanswered)"},
+		},
+		{
+			name:   "the counters stood still",
+			logs:   []logText{{"ss", "nstat.txt", nstat("2024-05-01 11:59:59+00:00", 100) + nstat("2024-05-01 12:00:05+00:00", 100)}},
+			causes: []string{"but TcpExtListenOverflows and TcpExtListenDrops did not rise between the snapshots, which speaks against an overflow"},
+		},
+		{
+			// Snapshots taken an hour later say nothing of this storm.
+			name:   "counters from another time",
+			logs:   []logText{{"ss", "nstat.txt", nstat("2024-05-01 13:00:00+00:00", 100) + nstat("2024-05-01 13:00:05+00:00", 150)}},
+			causes: []string{"min(listen backlog, net.core.somaxconn), is full"},
+			lacks:  "TcpExtListenOverflows",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := runRule(t, "syn-unanswered", withLogs(t, input(20*s, storm()...), tt.logs...))
+			if len(got) != 1 {
+				t.Fatalf("%d incidents, want 1", len(got))
+			}
+			checkIncident(t, got[0])
+			first := got[0].Causes[0].Text
+			for _, want := range tt.causes {
+				if !strings.Contains(first, want) {
+					t.Errorf("the first cause lacks %q:\n%s", want, first)
+				}
+			}
+			if tt.lacks != "" && strings.Contains(first, tt.lacks) {
+				t.Errorf("the first cause holds %q:\n%s", tt.lacks, first)
+			}
+		})
+	}
+}

@@ -90,12 +90,13 @@ func sortedEndpoints[V any](m map[netip.AddrPort]V) []netip.AddrPort {
 	return keys
 }
 
-// groupInTime sorts conversations by at and splits them where two
-// neighbours are more than gap apart: each group is one episode.
-func groupInTime(convs []*flows.Conversation, gap time.Duration, at func(*flows.Conversation) time.Time) [][]*flows.Conversation {
-	sorted := append([]*flows.Conversation(nil), convs...)
+// groupInTime sorts items (conversations, log records) by at and splits
+// them where two neighbours are more than gap apart: each group is one
+// episode.
+func groupInTime[T any](items []T, gap time.Duration, at func(T) time.Time) [][]T {
+	sorted := append([]T(nil), items...)
 	sort.SliceStable(sorted, func(i, j int) bool { return at(sorted[i]).Before(at(sorted[j])) })
-	var groups [][]*flows.Conversation
+	var groups [][]T
 	for i, c := range sorted {
 		if i == 0 || at(c).Sub(at(sorted[i-1])) > gap {
 			groups = append(groups, nil)

@@ -53,7 +53,7 @@ func detectUpgradeNo101(ctx *Context) []Incident {
 			missing = append(missing, unanswered{up, serverSocket(ctx.In, up.c)})
 		}
 		if len(missing) > 0 {
-			out = append(out, upgradeNo101Incident(missing, ups).done())
+			out = append(out, upgradeNo101Incident(ctx.In, missing, ups).done())
 		}
 	}
 	return out
@@ -82,7 +82,7 @@ func judgeTraces(missing []unanswered) straceVerdict {
 	return v
 }
 
-func upgradeNo101Incident(missing []unanswered, all []upgrade) *draft {
+func upgradeNo101Incident(in *Input, missing []unanswered, all []upgrade) *draft {
 	traces := judgeTraces(missing)
 	confidence := "medium"
 	if len(traces.untraced) == 0 {
@@ -114,7 +114,7 @@ func upgradeNo101Incident(missing []unanswered, all []upgrade) *draft {
 			giveUps = append(giveUps, d.cite(first.Stamp, "%s from %s %s after the request, with no response sent", kind, who(c, first.By), seconds(first.Time.Sub(req.End.Time))))
 		}
 		if m.sock != nil {
-			strace = append(strace, d.citeStraceLife(m.sock)...)
+			strace = append(strace, d.citeStraceLife(in, m.sock)...)
 		}
 	}
 	sort.Slice(waits, func(i, j int) bool { return waits[i] < waits[j] })
@@ -133,7 +133,7 @@ func upgradeNo101Incident(missing []unanswered, all []upgrade) *draft {
 	} else {
 		fmt.Fprintf(&b, "%d of %s to %s got no 101 %s", len(missing), plural(len(all), "WebSocket upgrade"), first.c.Server, wait)
 	}
-	if n, med := answered(all); n > 0 && len(missing) > 1 {
+	if n, med := answeredUpgrades(all); n > 0 && len(missing) > 1 {
 		fmt.Fprintf(&b, "; %d others were answered in %s (median)", n, seconds(med))
 	}
 	b.WriteString(traceClause(traces, len(missing)))
@@ -227,7 +227,7 @@ func upgradeNo101Causes(d *draft, v straceVerdict, missing []unanswered, all []u
 	default:
 		d.cause("The server (or a proxy in front of it) received the request and never answered it: the handshake handler stalled or failed. The server's strace (--strace) would tell a request read and never answered from one never read.", requests...)
 	}
-	if ok, med := answered(all); ok > 0 {
+	if ok, med := answeredUpgrades(all); ok > 0 {
 		d.cause(fmt.Sprintf("The fault is intermittent: %d other upgrades to the same server were answered in %s (median). One stuck worker among several, or a race in how connections are dispatched to workers, fits; an outage or a network fault would not.", ok, seconds(med)), requests...)
 	}
 	if len(giveUps) > 0 {

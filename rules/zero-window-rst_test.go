@@ -9,15 +9,15 @@ import (
 )
 
 const (
-	agent = "172.28.72.119:63132"
-	nginx = "172.28.72.117:443"
+	agent     = "172.28.72.119:63132"
+	nginxAddr = "172.28.72.117:443"
 )
 
 // slowReader is the healthy twin of the zero-window rules: a consumer that
 // reads slowly under a bulk transfer, closing its window for 50 ms at a
 // time, then the connection closes normally.
 func slowReader(id int) *flows.Conversation {
-	b := conv(id, agent, nginx).handshake(0)
+	b := conv(id, agent, nginxAddr).handshake(0)
 	for i := range 20 {
 		d := time.Duration(i)*500*ms + 100*ms
 		b.data(flows.Server, d, 65536).zeroWindow(flows.Client, d+ms, d+51*ms, 0, 65536)
@@ -37,25 +37,25 @@ func TestZeroWindowRST(t *testing.T) {
 			// Seed 001: the agent stops calling recv(), nginx probes, and
 			// after send_timeout (60 s) resets the connection.
 			name: "the sender resets after its write timeout",
-			in: input(80*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 9*s, 108528).
+			in: input(80*s, conv(1, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 108528).
 				zeroWindow(flows.Client, 10*s, -1, 9, 108528).rst(flows.Server, 70*s, 108528).done()),
-			want:    []string{"high high: " + agent + ">" + nginx},
+			want:    []string{"high high: " + agent + ">" + nginxAddr},
 			summary: "Client 172.28.72.119:63132 stopped reading: it advertised a zero window to 172.28.72.117:443 for 60.0 s (9 probes, 108,528 bytes waiting), then the server reset the connection.",
 			cause:   "matches nginx's 60 s defaults",
 		},
 		{
 			name: "the reader resets with unread data",
-			in: input(80*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 9*s, 4096).
+			in: input(80*s, conv(1, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 4096).
 				zeroWindow(flows.Client, 10*s, -1, 3, 4096).rst(flows.Client, 13*s, 0).done()),
-			want:    []string{"high high: " + agent + ">" + nginx},
+			want:    []string{"high high: " + agent + ">" + nginxAddr},
 			summary: "Client 172.28.72.119:63132 stopped reading: it advertised a zero window to 172.28.72.117:443 for 3.0 s (3 probes, 4,096 bytes waiting), then it reset the connection itself.",
 			cause:   "closed its socket with unread data",
 		},
 		{
 			name: "a reset soon after the window reopened",
-			in: input(80*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 9*s, 4096).
+			in: input(80*s, conv(1, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 4096).
 				zeroWindow(flows.Client, 10*s, 12*s, 2, 4096).rst(flows.Server, 14*s, 100).done()),
-			want:    []string{"high high: " + agent + ">" + nginx},
+			want:    []string{"high high: " + agent + ">" + nginxAddr},
 			summary: "then the server reset the connection 2.0 s after the window reopened.",
 			cause:   "A write timeout in the server's application expired",
 		},
@@ -65,12 +65,12 @@ func TestZeroWindowRST(t *testing.T) {
 		},
 		{
 			name: "a reset long after the window reopened is another story",
-			in: input(80*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 9*s, 4096).
+			in: input(80*s, conv(1, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 4096).
 				zeroWindow(flows.Client, 10*s, 12*s, 2, 4096).rst(flows.Server, 40*s, 100).done()),
 		},
 		{
 			name: "a brief zero window without probes does not count",
-			in: input(80*s, conv(1, agent, nginx).handshake(0).data(flows.Server, 9*s, 4096).
+			in: input(80*s, conv(1, agent, nginxAddr).handshake(0).data(flows.Server, 9*s, 4096).
 				zeroWindow(flows.Client, 10*s, -1, 0, 4096).rst(flows.Client, 10*s+200*ms, 0).done()),
 		},
 	}
