@@ -35,7 +35,9 @@ func (r Ref) String() string {
 // description written by wiremortem (never prose copied out of a log).
 type Item struct {
 	Ref
-	Time time.Time `json:"time"`
+	// Time is absent when the record's clock could not be put on the
+	// capture's (a log with no zone and nothing to pair it with).
+	Time time.Time `json:"time,omitzero"`
 	What string    `json:"what"`
 }
 

@@ -107,7 +107,7 @@ func (b *builder) ladder(inc *rules.Incident) *chart {
 	const maxLogRows = 20
 	for _, e := range inc.Evidence {
 		cited[e.Ref] = true
-		if e.Line > 0 && len(logs) < maxLogRows {
+		if e.Line > 0 && !e.Time.IsZero() && len(logs) < maxLogRows {
 			logs = append(logs, e)
 		}
 	}
