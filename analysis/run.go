@@ -193,7 +193,13 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			doc.Summary.End = c.End
 		}
 	}
-	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs), HTTP: decoded, Logs: res.Joined}, opts.Rules)
+	var spans []rules.CaptureSpan
+	for _, in := range doc.Inputs {
+		if in.Kind == KindCapture && !in.Last.IsZero() {
+			spans = append(spans, rules.CaptureSpan{Source: in.Path, First: in.First, Last: in.Last})
+		}
+	}
+	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs), Captures: spans, HTTP: decoded, Logs: res.Joined}, opts.Rules)
 	doc.Incidents, doc.IncidentsOmitted, doc.Summary.Incidents = found.Incidents, found.IncidentsOmitted, found.BySeverity
 	for _, p := range found.Problems {
 		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))})

@@ -56,7 +56,7 @@ func detectCloseWait(ctx *Context) []Incident {
 	stuck, traceEnd := closeWaitLines(in), traceEnds(in)
 	groups := map[string][]closeWait{}
 	for _, c := range in.Conversations {
-		cw, ok := inCloseWait(c, in.CaptureEnd)
+		cw, ok := inCloseWait(c, in.endFor(c))
 		if !ok {
 			continue
 		}

@@ -167,3 +167,30 @@ func TestParamsMisuse(t *testing.T) {
 		}()
 	}
 }
+
+// TestEndFor: a conversation is judged against the end of its own
+// capture, continued by rotated parts, not against a capture of another
+// host or time that ran longer.
+func TestEndFor(t *testing.T) {
+	in := input(100*s,
+		conv(1, "10.0.0.1:1000", "10.0.0.9:80").handshake(2*s).done(),
+		conv(2, "10.0.0.1:1001", "10.0.0.9:80").handshake(50*s).done())
+	in.Conversations[0].LastPacket.Source = "part0.pcap"
+	in.Conversations[1].LastPacket.Source = "other-host.pcap"
+	in.Captures = []CaptureSpan{
+		{Source: "other-host.pcap", First: at(-5 * s), Last: at(100 * s)},
+		{Source: "part0.pcap", First: at(0), Last: at(10 * s)},
+		{Source: "part1.pcap", First: at(10*s + 300*ms), Last: at(20 * s)},
+		{Source: "later.pcap", First: at(40 * s), Last: at(90 * s)},
+	}
+	if got := in.endFor(in.Conversations[0]); !got.Equal(at(20 * s)) {
+		t.Errorf("rotated capture: end %v, want part1's end %v", got, at(20*s))
+	}
+	if got := in.endFor(in.Conversations[1]); !got.Equal(at(100 * s)) {
+		t.Errorf("other host: end %v, want its own end", got)
+	}
+	in.Captures = nil
+	if got := in.endFor(in.Conversations[0]); !got.Equal(at(100 * s)) {
+		t.Errorf("one capture: end %v, want CaptureEnd", got)
+	}
+}

@@ -20,6 +20,12 @@ type Input struct {
 	// socket still open when the capture stopped was open at least until
 	// CaptureEnd. Zero values are taken from the conversations.
 	CaptureStart, CaptureEnd time.Time
+	// Captures are the capture files' time ranges. When several captures
+	// cover different times (two hosts, two incidents), a conversation is
+	// judged against the end of the capture that held it, and of captures
+	// that continued it (rotated parts), not against the latest of all.
+	// Empty means one capture ending at CaptureEnd.
+	Captures []CaptureSpan
 	// HTTP is the decoded HTTP and WebSocket of conversations, by ID.
 	HTTP map[int]*http.Conversation
 	// Logs are the log records on the capture's clock, joined to
@@ -50,6 +56,42 @@ func (in *Input) logsFor(id int) *correlate.ByConversation {
 		}
 	}
 	return &correlate.ByConversation{}
+}
+
+// CaptureSpan is one capture file's first and last packet times.
+type CaptureSpan struct {
+	Source      string
+	First, Last time.Time
+}
+
+// rotationGap is how far apart a capture's end and the next file's start
+// may be for the next file to continue it (tcpdump -G/-C rotation).
+const rotationGap = time.Second
+
+// endFor is the end of the capture that last saw c: until then a socket
+// of c that had not closed was still open. Files that start within
+// rotationGap of that end, after that file began, continue it.
+func (in *Input) endFor(c *flows.Conversation) time.Time {
+	var own *CaptureSpan
+	for i := range in.Captures {
+		if in.Captures[i].Source == c.LastPacket.Source {
+			own = &in.Captures[i]
+			break
+		}
+	}
+	if own == nil {
+		return in.CaptureEnd
+	}
+	end := own.Last
+	for extended := true; extended; {
+		extended = false
+		for _, s := range in.Captures {
+			if s.Last.After(end) && !s.First.Before(own.First) && !s.First.After(end.Add(rotationGap)) {
+				end, extended = s.Last, true
+			}
+		}
+	}
+	return end
 }
 
 // captureEnd is CaptureEnd, or the last packet of any conversation.

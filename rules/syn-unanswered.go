@@ -43,12 +43,12 @@ func detectSYNUnanswered(ctx *Context) []Incident {
 		var unanswered []*flows.Conversation
 		g := listenerGrace(attempts[server], grace)
 		for _, c := range attempts[server] {
-			if neverAnswered(c, ctx.In.CaptureEnd, g) {
+			if neverAnswered(c, ctx.In.endFor(c), g) {
 				unanswered = append(unanswered, c)
 			}
 		}
 		for _, episode := range groupInTime(unanswered, p.Duration("group_gap"), firstSYNTime) {
-			s := newSYNStorm(server, episode, attempts[server], ctx.In.CaptureEnd)
+			s := newSYNStorm(server, episode, attempts[server], ctx.In.endFor(episode[0]))
 			out = append(out, s.incident(ctx.In, p, listeners).done())
 		}
 	}

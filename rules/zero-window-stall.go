@@ -35,7 +35,7 @@ func detectZeroWindowStall(ctx *Context) []Incident {
 		long := 0
 		for i := range c.ZeroWindows {
 			ep := &c.ZeroWindows[i]
-			held := heldFor(ep, ctx.In.CaptureEnd)
+			held := heldFor(ep, ctx.In.endFor(c))
 			if held < minimum {
 				continue
 			}
