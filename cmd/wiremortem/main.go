@@ -46,6 +46,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"demo", "[-o FILE.html] [--json FILE]", "analyse the four seed incidents (embedded real captures and logs) and write their report", runDemo},
 		{"analyze", "[flags] FILE...", "analyse captures and logs, print a verdict, write JSON and HTML reports", runAnalyze},
 		{"flows", "[--json] CAPTURE...", "list every TCP conversation in captures", runFlows},
 		{"batch", "[flags] DIR|GLOB...", "analyse archives of captures: one report per capture group, plus an index", runBatch},
