@@ -219,3 +219,43 @@ func TestLabSkew(t *testing.T) {
 func labRoot(t *testing.T) string {
 	return filepath.Dir(labDirs(t)[0])
 }
+
+// TestLabTimelineLogs: the timeline carries the logs' telling records on
+// the capture's clock (nginx's error line during the zero window, the
+// traced reads of the unanswered upgrades), and leaves off a log whose
+// clock could not be settled (the listener's trace, which nothing pairs
+// with a packet).
+func TestLabTimelineLogs(t *testing.T) {
+	root := labRoot(t)
+	tests := []struct {
+		scenario string
+		kind     EventKind
+		lane     string
+		want     bool
+	}{
+		{"zero-window-nginx", EventLogError, "error.log", true},
+		{"ws-no-101", EventStrace, "server.strace", true},
+		{"close-wait", EventSnapshot, "ss.txt", true},
+		{"syn-backlog", EventStrace, "listener.strace", false},
+	}
+	for _, tt := range tests {
+		facts, err := lab.Load(filepath.Join(root, tt.scenario, "facts.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := analyseScenario(t, filepath.Join(root, tt.scenario), facts, Options{})
+		found := false
+		for _, ev := range res.Document.Timeline {
+			if ev.Kind != tt.kind || filepath.Base(ev.Lane) != tt.lane {
+				continue
+			}
+			found = true
+			if ev.Time.Before(facts.Clock.Start.Add(-time.Second)) || ev.Time.After(facts.Clock.End.Add(time.Second)) {
+				t.Errorf("%s: %s event %q at %v, outside the scenario's %v..%v", tt.scenario, ev.Kind, ev.What, ev.Time, facts.Clock.Start, facts.Clock.End)
+			}
+		}
+		if found != tt.want {
+			t.Errorf("%s: %s events from %s on the timeline: %v, want %v", tt.scenario, tt.kind, tt.lane, found, tt.want)
+		}
+	}
+}

@@ -204,7 +204,11 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	for _, p := range found.Problems {
 		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))})
 	}
-	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, nil, doc.Incidents, opts.MaxTimelineEvents)
+	var other []TimelineEvent
+	collect := func(ev TimelineEvent) { other = append(other, ev) }
+	decodedEvents(convs, decoded, collect)
+	logEvents(res.Joined, collect)
+	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, other, doc.Incidents, opts.MaxTimelineEvents)
 	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.ReportConversations))
 	for i, c := range convs {

@@ -34,6 +34,13 @@ const (
 	EventUpgrade101 EventKind = "http-101"
 	EventWSClose    EventKind = "ws-close"
 	EventLogError   EventKind = "log-error"
+	// EventLogRequest is an access-log line worth seeing (a 101, a
+	// 4xx), EventStrace a traced call on a joined socket (accept, connect,
+	// first read and write, read = 0, close) and EventSnapshot one ss or
+	// netstat snapshot, with its sockets counted by state.
+	EventLogRequest EventKind = "log-request"
+	EventStrace     EventKind = "strace"
+	EventSnapshot   EventKind = "snapshot"
 )
 
 // TimelineEvent is one key event on the report's timeline: when, where it
@@ -78,6 +85,9 @@ var kindPriority = map[EventKind]int{
 	EventZeroWindowStart: prioritySymptom,
 	EventZeroWindowEnd:   prioritySymptom,
 	EventLogError:        prioritySymptom,
+	EventLogRequest:      priorityNotable,
+	EventStrace:          priorityRoutine,
+	EventSnapshot:        priorityRoutine,
 }
 
 // BuildTimeline picks the key events of every conversation, adds the

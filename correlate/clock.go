@@ -174,3 +174,16 @@ func DescribeOffset(applied time.Duration) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// ClockKnown reports whether a joined source's times are on the capture's
+// clock: its offset was given, or estimated from pairings with packets, or
+// the record itself carried its zone (hasZone). A time of day with no zone
+// and nothing to pair it with may be hours off. A source Join did not
+// settle (records built by hand) is taken as it is.
+func (j *Joined) ClockKnown(source string, hasZone bool) bool {
+	if hasZone || j == nil {
+		return true
+	}
+	c, ok := j.Clocks[source]
+	return !ok || c.Given || c.Estimate != nil
+}

@@ -83,6 +83,9 @@ var eventStyles = map[analysis.EventKind]markStyle{
 	analysis.EventFIN:             {"FIN", "#1565c0", "circle"},
 	analysis.EventWSClose:         {"WebSocket close frame", "#6a1b9a", "diamond"},
 	analysis.EventLogError:        {"error line", "#ad1457", "roundRect"},
+	analysis.EventLogRequest:      {"access line", "#5d4037", "roundRect"},
+	analysis.EventStrace:          {"traced call", "#37474f", "pin"},
+	analysis.EventSnapshot:        {"ss snapshot", "#78909c", "rect"},
 }
 
 var defaultEventStyle = markStyle{color: "#546e7a", symbol: "circle"}
@@ -90,7 +93,8 @@ var defaultEventStyle = markStyle{color: "#546e7a", symbol: "circle"}
 // eventOrder fixes the legend order: handshake, data-level events, close.
 var eventOrder = []analysis.EventKind{
 	analysis.EventSYN, analysis.EventUpgrade101, analysis.EventZeroWindowStart, analysis.EventZeroWindowEnd,
-	analysis.EventWSClose, analysis.EventLogError, analysis.EventFIN, analysis.EventRST,
+	analysis.EventWSClose, analysis.EventLogError, analysis.EventLogRequest, analysis.EventStrace, analysis.EventSnapshot,
+	analysis.EventFIN, analysis.EventRST,
 }
 
 var severityColors = map[rules.Severity]string{

@@ -25,7 +25,8 @@ func newDraft(sev Severity, confidence string) *draft {
 // cite adds an evidence item and returns its index for causes; it also
 // widens the incident's time span.
 func (d *draft) cite(at evidence.Stamp, format string, args ...any) int {
-	d.Evidence = append(d.Evidence, evidence.Item{Ref: at.Ref, Time: at.Time, What: fmt.Sprintf(format, args...)})
+	// The document's times are UTC whatever zone a log wrote.
+	d.Evidence = append(d.Evidence, evidence.Item{Ref: at.Ref, Time: at.Time.UTC(), What: fmt.Sprintf(format, args...)})
 	span(&d.Start, &d.End, at.Time)
 	return len(d.Evidence) - 1
 }

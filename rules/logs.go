@@ -31,15 +31,10 @@ func (in *Input) logStamp(ref evidence.Ref, t time.Time, hasZone bool) evidence.
 	return evidence.Stamp{Time: t, Ref: ref}
 }
 
-// clockKnown reports whether a source's times are on the capture's clock.
-// A source the correlation did not settle (records built by hand) is
-// taken as it is.
+// clockKnown reports whether a source's times are on the capture's clock
+// (see correlate.Joined.ClockKnown).
 func (in *Input) clockKnown(source string, hasZone bool) bool {
-	if hasZone || in.Logs == nil {
-		return true
-	}
-	c, ok := in.Logs.Clocks[source]
-	return !ok || c.Given || c.Estimate != nil
+	return in.Logs.ClockKnown(source, hasZone)
 }
 
 // straceStamp is an strace mark as evidence.

@@ -1,0 +1,177 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"wiremortem/correlate"
+	"wiremortem/decoders/http"
+	"wiremortem/decoders/nginx"
+	"wiremortem/decoders/sockstat"
+	"wiremortem/decoders/strace"
+	"wiremortem/evidence"
+	"wiremortem/flows"
+)
+
+// What the decoders and the logs add to the timeline: upgrades and close
+// frames from the decoded conversations; nginx errors and the access lines
+// that matter, the traced calls of joined sockets and the ss snapshots
+// from the logs. A log whose clock could not be put on the capture's is
+// left off: its marks would sit hours away from the packets.
+
+// decodedEvents are the 101s and the WebSocket close frames.
+func decodedEvents(convs []*flows.Conversation, decoded map[int]*http.Conversation, add func(TimelineEvent)) {
+	for _, c := range convs {
+		h := decoded[c.ID]
+		if h == nil {
+			continue
+		}
+		lane := c.Server.String()
+		for _, u := range h.Upgrades {
+			if u.Response != nil && u.Response.Status == 101 {
+				add(TimelineEvent{Item: evidence.Item{Ref: u.Response.Start.Ref, Time: u.Response.Start.Time, What: fmt.Sprintf("101 Switching Protocols to %s (%s)", c.Client, u.Verdict)}, Kind: EventUpgrade101, Lane: lane, Conversation: c.ID})
+			}
+		}
+		if h.WebSocket != nil {
+			for _, cl := range h.WebSocket.Closes {
+				add(TimelineEvent{Item: evidence.Item{Ref: cl.Ref, Time: cl.Time, What: fmt.Sprintf("WebSocket Close %d from the %s", cl.Code, cl.From)}, Kind: EventWSClose, Lane: lane, Conversation: c.ID})
+			}
+		}
+	}
+}
+
+// logEvents are the log records worth a mark.
+func logEvents(j *correlate.Joined, add func(TimelineEvent)) {
+	if j == nil {
+		return
+	}
+	event := func(kind EventKind, source string, ref evidence.Ref, at timeOf, conv int, what string) {
+		if at.t.IsZero() || !j.ClockKnown(source, at.zone) {
+			return
+		}
+		add(TimelineEvent{Item: evidence.Item{Ref: ref, Time: at.t.UTC(), What: what}, Kind: kind, Lane: source, Conversation: conv})
+	}
+	for _, e := range j.Errors {
+		r := e.Record
+		if !errorWorthAMark(r) {
+			continue
+		}
+		event(EventLogError, e.Source, r.Ref, timeOf{r.Time, r.TimeHasZone}, e.Conversation, "nginx "+string(r.Level)+": "+Safe(capString(r.Message, 160)))
+	}
+	for _, a := range j.Access {
+		r := a.Record
+		kind := EventLogRequest
+		switch {
+		case r.Status >= 500:
+			kind = EventLogError
+		case r.Status == 101 || r.Status >= 400:
+		default:
+			continue
+		}
+		event(kind, a.Source, r.Ref, timeOf{r.Time, r.TimeHasZone}, a.Conversation, fmt.Sprintf("nginx access: %d for %s", r.Status, Safe(capString(r.Request, 120))))
+	}
+	for _, s := range j.Straces {
+		if s.Conversation == 0 && s.Life.Kind != "listener" {
+			continue
+		}
+		straceEvents(s, func(kind EventKind, m strace.Mark, what string) {
+			event(kind, s.Source, m.Ref, timeOf{m.Time, false}, s.Conversation, what)
+		})
+	}
+	for _, s := range j.Snapshots {
+		if what := snapshotText(s.Snapshot); what != "" {
+			event(EventSnapshot, s.Source, s.Snapshot.Ref, timeOf{s.Snapshot.Time, s.Snapshot.TimeHasZone}, 0, what)
+		}
+	}
+}
+
+type timeOf struct {
+	t    time.Time
+	zone bool
+}
+
+// errorWorthAMark keeps nginx's warnings and worse, and the info lines
+// that carry an errno (nginx logs a client's reset or timeout at info).
+func errorWorthAMark(r *nginx.ErrorRecord) bool {
+	switch r.Level {
+	case nginx.LevelWarn, nginx.LevelError, nginx.LevelCrit, nginx.LevelAlert, nginx.LevelEmerg:
+		return true
+	case nginx.LevelInfo:
+		return r.Errno != 0
+	}
+	return false
+}
+
+// straceEvents calls mark for the calls that tell a socket's story.
+func straceEvents(s *correlate.StraceSocket, mark func(EventKind, strace.Mark, string)) {
+	l := s.Life
+	fd := fmt.Sprintf("fd %d (pid %d)", l.FD, l.PID)
+	switch l.Kind {
+	case "listener":
+		if l.Backlog > 0 {
+			mark(EventStrace, l.Opened, fmt.Sprintf("listen(%s, backlog %d) on %s", fd, l.Backlog, l.Local))
+		}
+		return
+	case "accepted":
+		mark(EventStrace, l.Opened, fmt.Sprintf("accept: %s for %s", fd, l.Peer))
+	}
+	if l.Connect != nil {
+		kind := EventStrace
+		if l.ConnectResult != "" && l.ConnectResult != "ok" && l.ConnectResult != "EINPROGRESS" {
+			kind = EventLogError
+		}
+		mark(kind, *l.Connect, fmt.Sprintf("connect(%s) to %s: %s", fd, l.Peer, l.ConnectResult))
+	}
+	if l.FirstRead != nil {
+		mark(EventStrace, *l.FirstRead, fmt.Sprintf("first read on %s", fd))
+	}
+	if l.FirstWrite != nil {
+		mark(EventStrace, *l.FirstWrite, fmt.Sprintf("first write on %s", fd))
+	}
+	if l.EOF != nil {
+		mark(EventStrace, *l.EOF, fmt.Sprintf("read on %s returned 0: the peer closed", fd))
+	}
+	if l.Error != nil {
+		mark(EventLogError, *l.Error, fmt.Sprintf("a call on %s failed: %s", fd, l.ErrorErrno))
+	}
+	if l.Closed != nil {
+		mark(EventStrace, *l.Closed, fmt.Sprintf("close(%d)", l.FD))
+	}
+}
+
+// snapshotText counts a snapshot's sockets by state: "ss: 5 CLOSE_WAIT, 2
+// ESTABLISHED, 1 LISTEN". A counters-only snapshot (nstat) gets no mark.
+func snapshotText(s *sockstat.Snapshot) string {
+	if len(s.Sockets) == 0 {
+		return ""
+	}
+	counts := map[string]int{}
+	for _, sock := range s.Sockets {
+		counts[sock.State.String()]++
+	}
+	states := make([]string, 0, len(counts))
+	for st := range counts {
+		states = append(states, st)
+	}
+	sort.Slice(states, func(i, j int) bool {
+		if counts[states[i]] != counts[states[j]] {
+			return counts[states[i]] > counts[states[j]]
+		}
+		return states[i] < states[j]
+	})
+	parts := make([]string, len(states))
+	for i, st := range states {
+		parts[i] = fmt.Sprintf("%d %s", counts[st], st)
+	}
+	return "sockets: " + strings.Join(parts, ", ")
+}
+
+// capString cuts a record's text for a timeline tooltip.
+func capString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
