@@ -59,14 +59,31 @@ func TestReports(t *testing.T) {
 	}
 	// Public captures read in place (zeek/zeek testing/btest/Traces): a
 	// zero window followed by a reset, and an nmap scan full of SYNs and
-	// RSTs.
-	for _, c := range []string{"http/206_example_b.pcap", "nmap-vsn.pcap"} {
-		path := testenv.Corpus(t, "zeek/testing/btest/Traces/"+c)
+	// RSTs. Each page draws the timeline and the overview, then each
+	// incident's charts: a ladder, plus the half-closed count of a
+	// CLOSE_WAIT and the attempts per 100 ms of a SYN incident.
+	for _, c := range []struct {
+		path   string
+		rules  []string
+		charts int
+	}{
+		{"http/206_example_b.pcap", []string{"close-wait", "rst-mid-stream"}, 2 + 1 + 2},
+		{"nmap-vsn.pcap", []string{"syn-refused", "syn-refused", "syn-refused", "syn-refused", "syn-unanswered", "syn-unanswered"}, 2 + 6*2},
+	} {
+		path := testenv.Corpus(t, "zeek/testing/btest/Traces/"+c.path)
 		res, err := analysis.Run(context.Background(), []analysis.Input{{Path: path}}, analysis.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		reports = append(reports, report{name: strings.TrimSuffix(filepath.Base(c), ".pcap"), doc: res.Document, charts: 2})
+		var got []string
+		for _, inc := range res.Document.Incidents {
+			got = append(got, inc.Rule)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, c.rules) {
+			t.Errorf("%s: incidents %v, want %v", c.path, got, c.rules)
+		}
+		reports = append(reports, report{name: strings.TrimSuffix(filepath.Base(c.path), ".pcap"), doc: res.Document, charts: c.charts})
 	}
 
 	b := startBrowser(t)
