@@ -19,7 +19,10 @@ func ParseClock(zones, offsets []string, date string) (ClockOptions, error) {
 		source, value := correlate.SplitSourceSpec(spec)
 		loc, err := correlate.ParseZone(value)
 		if err != nil {
-			return c, fmt.Errorf("time zone %q: %v", spec, err)
+			if source != "" {
+				err = fmt.Errorf("%s: %w", source, err)
+			}
+			return c, err
 		}
 		if source == "" {
 			c.Zone = loc

@@ -29,6 +29,7 @@ func TestParseClock(t *testing.T) {
 		{name: "offset", offsets: []string{"error.log=-3.2s"}, check: func(c ClockOptions) bool { return c.Offsets["error.log"] == -3200*time.Millisecond }},
 		{name: "date", date: "2026-11-22", check: func(c ClockOptions) bool { return c.Date.Equal(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)) }},
 		{name: "bad zone", zones: []string{"Mars/Olympus"}, err: `time zone "Mars/Olympus"`},
+		{name: "bad zone for one source", zones: []string{"error.log=+25:00"}, err: `error.log: time zone "+25:00"`},
 		{name: "offset without source", offsets: []string{"-3s"}, err: `offset "-3s": want SOURCE=DURATION`},
 		{name: "offset not a duration", offsets: []string{"error.log=soon"}, err: `offset "error.log=soon"`},
 		{name: "bad date", date: "22/11/2026", err: `date "22/11/2026": want YYYY-MM-DD`},
