@@ -28,7 +28,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"when":       formatTime,
 	"pathEscape": url.PathEscape,
 	"severities": severities,
-}).ParseFS(assets, "assets/*.html"))
+}).ParseFS(assets, "assets/pages/*.html"))
 
 // reportPolicy is added to the report's own policy (a meta tag admitting
 // its inline script and style by hash; both policies apply, so the
@@ -49,8 +49,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /cases/{id}/analyse", s.reanalyseCase)
 	mux.HandleFunc("POST /cases/{id}/delete", s.deleteCaseForm)
 	mux.HandleFunc("DELETE /cases/{id}", s.deleteCaseAPI)
-	static, _ := fs.Sub(assets, "assets")
+	static, _ := fs.Sub(assets, "assets/static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	// Browsers ask for it on pages without an icon link: the reports.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, static, "favicon.svg")
+	})
 	return mux
 }
 
