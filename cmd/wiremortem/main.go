@@ -50,6 +50,7 @@ func commands() []command {
 		{"analyze", "[flags] FILE...", "analyse captures and logs, print a verdict, write JSON and HTML reports", runAnalyze},
 		{"flows", "[--json] CAPTURE...", "list every TCP conversation in captures", runFlows},
 		{"batch", "[flags] DIR|GLOB...", "analyse archives of captures: one report per capture group, plus an index", runBatch},
+		{"serve", "[--addr HOST:PORT] [--data DIR] [flags]", "a web page on this machine: upload captures and logs, get the report, keep the cases", runServe},
 		{"rules", "[--fields] [--rules FILE] [--rule-config FILE] [--set rule.param=value]", "list the rules, their parameters and defaults", runRules},
 		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "show help for a command", runHelp},

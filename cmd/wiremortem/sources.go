@@ -1,13 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/spf13/pflag"
 
 	"wiremortem/analysis"
-	"wiremortem/correlate"
 )
 
 // sourceFlags are the flags that say what the input files are and how
@@ -36,39 +32,11 @@ func addSourceFlags(fs *pflag.FlagSet) *sourceFlags {
 func (s *sourceFlags) options() (analysis.Options, []analysis.Input, error) {
 	var opts analysis.Options
 	opts.NginxLogFormat = s.logFormat
-	for _, spec := range s.tz {
-		source, value := correlate.SplitSourceSpec(spec)
-		loc, err := correlate.ParseZone(value)
-		if err != nil {
-			return opts, nil, fmt.Errorf("--tz %q: %v", spec, err)
-		}
-		if source == "" {
-			opts.Clock.Zone = loc
-			continue
-		}
-		if opts.Clock.Zones == nil {
-			opts.Clock.Zones = map[string]*time.Location{}
-		}
-		opts.Clock.Zones[source] = loc
+	clock, err := analysis.ParseClock(s.tz, s.offsets, s.date)
+	if err != nil {
+		return opts, nil, err
 	}
-	for _, spec := range s.offsets {
-		source, value := correlate.SplitSourceSpec(spec)
-		d, err := time.ParseDuration(value)
-		if source == "" || err != nil {
-			return opts, nil, fmt.Errorf("--offset %q: want SOURCE=DURATION, e.g. error.log=-3.2s", spec)
-		}
-		if opts.Clock.Offsets == nil {
-			opts.Clock.Offsets = map[string]time.Duration{}
-		}
-		opts.Clock.Offsets[source] = d
-	}
-	if s.date != "" {
-		d, err := time.Parse("2006-01-02", s.date)
-		if err != nil {
-			return opts, nil, fmt.Errorf("--date %q: want YYYY-MM-DD", s.date)
-		}
-		opts.Clock.Date = d
-	}
+	opts.Clock = clock
 	var forced []analysis.Input
 	for _, f := range []struct {
 		paths []string
