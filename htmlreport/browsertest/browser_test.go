@@ -144,8 +144,9 @@ func startBrowser(t *testing.T) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		// No name resolves: a request that escaped the page's policy and
-		// the interception below would still go nowhere.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND"),
+		// the interception below would still go nowhere. Only loopback,
+		// where the serve test's server listens, is reachable.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
@@ -156,21 +157,33 @@ func startBrowser(t *testing.T) *browser {
 	return &browser{ctx: ctx}
 }
 
-// page is one report open in its own tab, with what the tab reported.
+// page is one tab, with what it reported.
 type page struct {
-	ctx  context.Context
-	url  string
-	mu   sync.Mutex
-	logs []string // console errors and warnings, exceptions, log entries
+	ctx context.Context
+	// allowed says which requests may leave the tab; the others fail.
+	allowed func(url string) bool
+	mu      sync.Mutex
+	logs    []string // console errors and warnings, exceptions, log entries
 	// requests are the URLs the page asked for, the report itself
 	// included.
 	requests []string
 }
 
+// open loads a report file in a tab of its own, which may load the
+// report and nothing else, and waits for its charts.
 func (b *browser) open(t *testing.T, path string) *page {
+	url := "file://" + path
+	p := b.tab(t, func(u string) bool { return u == url })
+	p.navigate(t, url, "body[data-charts-drawn]")
+	return p
+}
+
+// tab opens a tab that records console problems and every request, and
+// fails the requests allowed refuses.
+func (b *browser) tab(t *testing.T, allowed func(url string) bool) *page {
 	tab, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
-	p := &page{ctx: tab, url: "file://" + path}
+	p := &page{ctx: tab, allowed: allowed}
 	paused := make(chan *fetch.EventRequestPaused, 64)
 	err := chromedp.Listen(tab, func(ev any) {
 		switch ev := ev.(type) {
@@ -203,7 +216,7 @@ func (b *browser) open(t *testing.T, path string) *page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Answer intercepted requests off the event loop: the report itself
+	// Answer intercepted requests off the event loop: what is allowed
 	// may load, anything else fails.
 	go func() {
 		for {
@@ -211,7 +224,7 @@ func (b *browser) open(t *testing.T, path string) *page {
 			case <-tab.Done():
 				return
 			case ev := <-paused:
-				if ev.Request.URL == p.url {
+				if p.allowed(ev.Request.URL) {
 					chromedp.Call(tab, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
 				} else {
 					chromedp.Call(tab, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient})
@@ -232,12 +245,18 @@ func (b *browser) open(t *testing.T, path string) *page {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancelWait := context.WithTimeout(tab, 60*time.Second)
-	defer cancelWait()
-	if err := chromedp.Do(ctx, chromedp.Navigate(p.url), chromedp.WaitReady(chromedp.CSS("body[data-charts-drawn]"))); err != nil {
-		t.Fatalf("opening %s: %v; the page logged: %s", p.url, err, strings.Join(p.logged(), "\n"))
-	}
 	return p
+}
+
+// navigate loads url in the tab and waits until ready (a CSS selector)
+// matches.
+func (p *page) navigate(t *testing.T, url, ready string) {
+	t.Helper()
+	ctx, cancelWait := context.WithTimeout(p.ctx, 60*time.Second)
+	defer cancelWait()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitReady(chromedp.CSS(ready))); err != nil {
+		t.Fatalf("opening %s: %v; the page logged: %s", url, err, strings.Join(p.logged(), "\n"))
+	}
 }
 
 func (p *page) log(format string, args ...any) {
@@ -275,7 +294,7 @@ func (p *page) problems() []string {
 		out = append(out, "the page logged: "+l)
 	}
 	for _, u := range p.requests {
-		if u != p.url {
+		if !p.allowed(u) {
 			out = append(out, fmt.Sprintf("the page requested %q", u))
 		}
 	}
