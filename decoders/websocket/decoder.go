@@ -2,12 +2,14 @@ package websocket
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/klauspost/compress/flate"
 
 	"wiremortem/evidence"
 )
@@ -462,10 +464,13 @@ func (d *Decoder) inflate(dir *direction, m *Message) {
 		return
 	}
 	in := append(dir.compressed, 0x00, 0x00, 0xff, 0xff)
-	r := flate.NewReaderDict(bytes.NewReader(in), dir.dict)
+	inflater := getInflater(in, dir.dict)
+	defer inflaters.Put(inflater)
 	window := 1 << windowBits(d.opts.Deflate, dir.side)
-	var out bytes.Buffer
-	n, err := io.Copy(&out, io.LimitReader(r, d.opts.MaxDecompressed+1))
+	scratch := getScratch()
+	defer putScratch(scratch)
+	n, err := readAll(scratch, io.LimitReader(inflater.r, d.opts.MaxDecompressed+1))
+	out := *scratch
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		m.Error = "inflate: " + err.Error()
 		d.violation(dir, m.Start, "decompression-error", m.Error)
@@ -479,7 +484,7 @@ func (d *Decoder) inflate(dir *direction, m *Message) {
 		return
 	}
 	m.Decompressed = n
-	p := out.Bytes()
+	p := out
 	m.Payload = append(m.Payload[:0], p[:min(len(p), d.opts.PayloadBytes)]...)
 	m.PayloadTruncated = len(p) > d.opts.PayloadBytes
 	if m.Opcode == "text" && !utf8.Valid(p) {
@@ -489,11 +494,90 @@ func (d *Decoder) inflate(dir *direction, m *Message) {
 		dir.dict = nil
 		return
 	}
-	dict := append(dir.dict, p...)
-	if len(dict) > window {
-		dict = dict[len(dict)-window:]
+	dir.dict = slideWindow(dir.dict, p, window)
+}
+
+// scratches are the buffers messages inflate into, shared by every
+// decoder so that no live conversation holds one; one that grew past
+// maxScratch (a big message) is dropped rather than pooled.
+var scratches sync.Pool
+
+const maxScratch = 64 << 10
+
+func getScratch() *[]byte {
+	if b, ok := scratches.Get().(*[]byte); ok {
+		*b = (*b)[:0]
+		return b
 	}
-	dir.dict = append([]byte(nil), dict...)
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= maxScratch {
+		scratches.Put(b)
+	}
+}
+
+// slideWindow returns the last window bytes of dict followed by p, reusing
+// dict's array while it stays small: a direction with context takeover
+// holds one window, not one per message.
+func slideWindow(dict, p []byte, window int) []byte {
+	if len(p) >= window {
+		return append(dict[:0], p[len(p)-window:]...)
+	}
+	if keep := window - len(p); len(dict) > keep {
+		dict = dict[:copy(dict, dict[len(dict)-keep:])]
+	}
+	dict = append(dict, p...)
+	if cap(dict) > 2*window {
+		dict = append([]byte(nil), dict...)
+	}
+	return dict
+}
+
+// inflater is a pooled decompressor: its 32 KiB window and tables are
+// reset for each message instead of allocated, so inflating costs no
+// memory per conversation beyond the message itself.
+type inflater struct {
+	src bytes.Reader
+	r   io.ReadCloser
+}
+
+var inflaters sync.Pool
+
+func getInflater(in, dict []byte) *inflater {
+	f, _ := inflaters.Get().(*inflater)
+	if f == nil {
+		f = &inflater{}
+		f.src.Reset(in)
+		f.r = flate.NewReaderDict(&f.src, dict)
+		return f
+	}
+	f.src.Reset(in)
+	f.r.(flate.Resetter).Reset(&f.src, dict)
+	return f
+}
+
+// readAll appends r's bytes to *out until EOF or an error, and returns how
+// many it read.
+func readAll(out *[]byte, r io.Reader) (int64, error) {
+	var n int64
+	for {
+		if len(*out) == cap(*out) {
+			*out = append(*out, 0)[:len(*out)]
+		}
+		buf := *out
+		k, err := r.Read(buf[len(buf):cap(buf)])
+		*out = buf[:len(buf)+k]
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 func noContextTakeover(df *Deflate, side Side) bool {
