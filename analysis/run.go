@@ -166,6 +166,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		}
 		logIndex[in.Path] = len(doc.Inputs)
 		doc.Inputs = append(doc.Inputs, f)
+		doc.Warnings = append(doc.Warnings, logWarnings(&f)...)
 	}
 	res.Logs = logs
 	res.Joined = correlate.Join(correlate.Sources{
@@ -234,6 +235,25 @@ func captureEnd(inputs []InputFile) time.Time {
 		}
 	}
 	return end
+}
+
+// logWarnings says what of a log was not used: lines not understood (the
+// first one located) and records past the per-file cap.
+func logWarnings(f *InputFile) []Warning {
+	var out []Warning
+	if f.Unparsed > 0 {
+		w := Warning{Source: f.Path, Message: fmt.Sprintf("%d of %d lines not understood", f.Unparsed, f.Records)}
+		if len(f.UnparsedExamples) > 0 {
+			u := f.UnparsedExamples[0]
+			w.Line, w.Offset = u.Ref.Line, u.Offset
+			w.Message += fmt.Sprintf(", the first at line %d (%s); examples in the inputs table", u.Ref.Line, u.Reason)
+		}
+		out = append(out, w)
+	}
+	if f.Dropped > 0 {
+		out = append(out, Warning{Source: f.Path, Message: fmt.Sprintf("%d records past the cap of %d per log file were counted, not kept: joins, rules and the timeline use the first %d", f.Dropped, MaxLogRecords, MaxLogRecords)})
+	}
+	return out
 }
 
 // fail records an input that could not be used.

@@ -471,13 +471,43 @@ func (rf *ruleFlags) config() (*rules.Config, error) {
 // reportInputErrors prints one line per damaged or unreadable input and
 // returns the exit code they call for.
 func reportInputErrors(res *analysis.Result, stderr io.Writer) int {
+	failed := map[string]bool{}
 	for _, e := range res.InputErrors {
 		fmt.Fprintln(stderr, "wiremortem:", analysis.Safe(e.Error()))
+		failed[e.Path] = true
+	}
+	// The other warnings (lines not understood, caps hit, interleaved
+	// captures, rules that failed) are in the JSON and the report; the
+	// first few are said here too, so nothing is lost silently.
+	shown := 0
+	for _, w := range res.Document.Warnings {
+		if failed[w.Source] {
+			continue
+		}
+		if shown == maxWarningLines {
+			fmt.Fprintf(stderr, "wiremortem: warning: %d more warnings in the JSON and the report\n", countWarnings(res, failed)-shown)
+			break
+		}
+		fmt.Fprintln(stderr, "wiremortem: warning:", analysis.Safe(w.Source+": "+w.Message))
+		shown++
 	}
 	if len(res.InputErrors) > 0 {
 		return exitInputError
 	}
 	return exitOK
+}
+
+// maxWarningLines caps the warnings printed on stderr.
+const maxWarningLines = 10
+
+func countWarnings(res *analysis.Result, failed map[string]bool) int {
+	n := 0
+	for _, w := range res.Document.Warnings {
+		if !failed[w.Source] {
+			n++
+		}
+	}
+	return n
 }
 
 // expandInputs turns directories into the files under them (sorted,

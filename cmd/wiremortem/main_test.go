@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -109,5 +110,48 @@ func TestCaps(t *testing.T) {
 	}
 	if tooLong == 0 {
 		t.Error("--max-log-line 100: no line reported too long")
+	}
+}
+
+// TestLogWarnings: a log line analyze does not understand is counted and
+// said on stderr with its line, as well as in the JSON, and the exit code
+// stays 0 (the rest of the log was read). Seed 000's strace output, with
+// one foreign line appended.
+func TestLogWarnings(t *testing.T) {
+	seed := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-no-101")
+	trace, err := os.ReadFile(filepath.Join(seed, "server.strace"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Count(trace, []byte("\n"))
+	path := filepath.Join(t.TempDir(), "server.strace")
+	trace = append(trace, "<script>alert(1)</script> is not strace\n"...)
+	if err := os.WriteFile(path, trace, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jsonPath := filepath.Join(t.TempDir(), "out.json")
+	var stderr bytes.Buffer
+	if code := run([]string{"analyze", filepath.Join(seed, "capture.pcap"), path, "--json", jsonPath}, io.Discard, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	want := fmt.Sprintf("wiremortem: warning: %s: 1 of %d lines not understood, the first at line %d (", path, lines+1, lines+1)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q; want it to contain %q", stderr.String(), want)
+	}
+	var doc struct {
+		Warnings []struct {
+			Source string `json:"source"`
+			Line   int    `json:"line"`
+		} `json:"warnings"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Warnings) != 1 || doc.Warnings[0].Source != path || doc.Warnings[0].Line != lines+1 {
+		t.Errorf("JSON warnings %+v; want one for %s line %d", doc.Warnings, path, lines+1)
 	}
 }
