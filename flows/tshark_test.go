@@ -99,13 +99,13 @@ func corpusCaptures(t *testing.T) []string {
 }
 
 // tsharkDisagreements explains, per capture, where tshark and we differ by
-// design. Every entry says why.
+// design. Every entry says why, and checkTunnelled fails when an entry
+// goes stale. (Teredo.pcap and the MPLS 6in6 traces were listed here once;
+// they agree with tshark: gopacket decodes Teredo, and tshark finds no
+// TCP in the truncated 6in6 ones either.)
 var tsharkDisagreements = map[string]string{
-	"Teredo.pcap":                    "IPv6 in UDP (Teredo): tshark decodes the inner TCP; we do not decapsulate tunnels and count these packets as not TCP",
-	"gre-aruba.pcap":                 "GRE/802.11 encapsulation: tshark decodes the inner TCP; we do not decapsulate tunnels",
-	"gtp2_different_udp_port.pcap":   "GTP-U in UDP: tshark decodes the inner TCP; we do not decapsulate tunnels",
-	"mpls-6in6-6in6-4in6-trunc.pcap": "IPv6-in-IPv6 tunnels: not decapsulated",
-	"mpls-6in6-broken.pcap.gz":       "IPv6-in-IPv6 tunnels: not decapsulated",
+	"gre-aruba.pcap":               "GRE/802.11 encapsulation: tshark decodes the inner TCP; we do not decapsulate tunnels",
+	"gtp2_different_udp_port.pcap": "GTP-U in UDP: tshark decodes the inner TCP; we do not decapsulate tunnels",
 }
 
 // portsOnly lists captures whose TCP header is cut after the ports: tshark
@@ -126,7 +126,8 @@ func TestAgainstTshark(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			if why, ok := tsharkDisagreements[name]; ok {
-				t.Skip(why)
+				checkTunnelled(t, tshark, path, why)
+				return
 			}
 			compareWithTshark(t, tshark, path)
 		})
@@ -170,6 +171,27 @@ func compareWithTshark(t *testing.T, tshark, path string) {
 		if want[k] == nil {
 			t.Errorf("%s: we have a conversation tshark does not", k)
 		}
+	}
+}
+
+// checkTunnelled checks what we do with a capture whose TCP tshark finds
+// only inside a tunnel we do not decapsulate: every packet is read and
+// counted (none lost in silence), and none of tshark's inner conversations
+// turns up misread as one of ours.
+func checkTunnelled(t *testing.T, tshark, path, why string) {
+	t.Logf("tunnelled: %s", why)
+	want := runTshark(t, tshark, path)
+	if len(want) == 0 {
+		t.Fatalf("tshark finds no TCP in %s: the entry in tsharkDisagreements is stale", path)
+	}
+	convs, stats := track(t, path)
+	for _, c := range convs {
+		if k := tuple(c.Client, c.Server); want[k] != nil {
+			t.Errorf("%s: tshark's inner conversation is one of ours: the tunnel is decapsulated now, compare it", k)
+		}
+	}
+	if counted := stats.TCP + stats.NotTCP + stats.Fragments + stats.Malformed + stats.UnsupportedLink; counted != stats.Packets || stats.Packets == 0 {
+		t.Errorf("%d packets read, %d counted by kind (%+v)", stats.Packets, counted, stats)
 	}
 }
 
