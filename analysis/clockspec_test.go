@@ -4,12 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones these tests name, whatever the machine has
 )
 
 func TestParseClock(t *testing.T) {
 	shanghai, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
-		t.Skip("no time zone database:", err)
+		t.Fatal("no time zone database:", err)
 	}
 	tests := []struct {
 		name           string

@@ -25,6 +25,10 @@ import (
 	"wiremortem/batch"
 	"wiremortem/htmlreport"
 	"wiremortem/rules"
+
+	// --tz names zones (Asia/Shanghai) on machines and containers
+	// without a zone database too.
+	_ "time/tzdata"
 )
 
 // Exit codes.
