@@ -60,12 +60,18 @@ type Measurement struct {
 
 // Result is one shape's capture and measurements.
 type Result struct {
-	Shape        string        `json:"shape"`
-	Seeds        []string      `json:"seeds"`
-	CaptureBytes int64         `json:"capture_bytes"`
-	Packets      int64         `json:"packets"`
-	Concurrent   int           `json:"concurrent"`
-	Measurements []Measurement `json:"measurements"`
+	Shape        string   `json:"shape"`
+	Seeds        []string `json:"seeds"`
+	CaptureBytes int64    `json:"capture_bytes"`
+	Packets      int64    `json:"packets"`
+	Concurrent   int      `json:"concurrent"`
+	// Conversations, PeakLive and SpanSec come from analyze's document:
+	// memory follows the conversations live at once (closed ones linger
+	// 5 s), and the generated captures compress time.
+	Conversations int64         `json:"conversations"`
+	PeakLive      int64         `json:"peak_live_conversations"`
+	SpanSec       float64       `json:"span_sec"`
+	Measurements  []Measurement `json:"measurements"`
 }
 
 // Report is the JSON written to bench/results.
@@ -155,6 +161,10 @@ func main() {
 			}
 			res.Measurements = append(res.Measurements, m)
 		}
+		if err := readSummary(jsonOut, &res); err != nil {
+			fmt.Fprintf(os.Stderr, "harness: %s: %v\n", jsonOut, err)
+		}
+		os.Remove(jsonOut)
 		base := res.Measurements[0].MedianSec
 		for i := range res.Measurements {
 			if base > 0 {
@@ -178,6 +188,48 @@ func main() {
 			}
 		}
 	}
+}
+
+// readSummary reads the conversation counts and the time span from the
+// summary of analyze's JSON document, streaming past the rest (the
+// document of a big capture is large).
+func readSummary(path string, res *Result) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if key != "summary" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		var sum struct {
+			Start, End    time.Time
+			Conversations int64
+			Packets       struct {
+				PeakLive int64 `json:"peak_live_conversations"`
+			}
+		}
+		if err := dec.Decode(&sum); err != nil {
+			return err
+		}
+		res.Conversations, res.PeakLive = sum.Conversations, sum.Packets.PeakLive
+		res.SpanSec = sum.End.Sub(sum.Start).Seconds()
+		return nil
+	}
+	return fmt.Errorf("no summary in the document")
 }
 
 // seedsFor returns the lab captures of a shape, or its public corpus
@@ -245,7 +297,8 @@ func countPackets(readloop, pcap string) int64 {
 }
 
 func printTable(r Result) {
-	fmt.Printf("\n%s: %.1f MB, %d packets, %d concurrent conversations\n", r.Shape, float64(r.CaptureBytes)/(1<<20), r.Packets, r.Concurrent)
+	fmt.Printf("\n%s: %.1f MB, %d packets, %d conversations over %v of capture time (generated %d at a time; at most %d live in the tracker)\n",
+		r.Shape, float64(r.CaptureBytes)/(1<<20), r.Packets, r.Conversations, time.Duration(r.SpanSec*float64(time.Second)).Round(time.Microsecond), r.Concurrent, r.PeakLive)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tool\twall s\tMB/s\tMpkt/s\tpeak RSS MB\tvs analyze\t")
 	for _, m := range r.Measurements {
