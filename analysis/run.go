@@ -212,13 +212,15 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, other, doc.Incidents, opts.MaxTimelineEvents)
 	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.ReportConversations))
-	for i, c := range convs {
-		conv := Conversation{Conversation: c, HTTP: decoded[c.ID]}
-		spool.add(c.ID, &conv)
-		if i < opts.ReportConversations {
-			doc.Conversations = append(doc.Conversations, conv)
-		}
+	for _, c := range convs[:min(len(convs), opts.ReportConversations)] {
+		doc.Conversations = append(doc.Conversations, Conversation{Conversation: c, HTTP: decoded[c.ID]})
 	}
+	spool.addAll(len(convs), func(i int) (int, *Conversation) {
+		if i < len(doc.Conversations) {
+			return convs[i].ID, &doc.Conversations[i]
+		}
+		return convs[i].ID, &Conversation{Conversation: convs[i], HTTP: decoded[convs[i].ID]}
+	})
 	if ctx.Err() != nil {
 		doc.Summary.Partial = true
 	}

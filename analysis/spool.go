@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
 
 	"wiremortem/flows"
 )
@@ -51,7 +53,55 @@ func (s *conversationSpool) add(id int, c *Conversation) {
 		s.err = err
 		return
 	}
-	row := flowRow(c)
+	s.write(id, b, flowRow(c))
+}
+
+// encoded is one conversation's JSON and flows-table line.
+type encoded struct {
+	json []byte
+	row  string
+	err  error
+}
+
+// spoolBatch is how many conversations are encoded at once: enough to
+// keep every core busy, few enough that their bytes stay small.
+const spoolBatch = 512
+
+// addAll appends n conversations, conv(i) giving the i-th, encoding them
+// on every core (JSON encoding is most of the cost of a conversation
+// that says little) and writing them in order, so the file is the same
+// whatever the number of cores.
+func (s *conversationSpool) addAll(n int, conv func(i int) (id int, c *Conversation)) {
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/spoolBatch+1))
+	out := make([]encoded, min(n, spoolBatch))
+	for start := 0; start < n && s.err == nil; start += spoolBatch {
+		batch := out[:min(spoolBatch, n-start)]
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(batch); i += workers {
+					_, c := conv(start + i)
+					b, err := json.Marshal(c)
+					batch[i] = encoded{json: b, row: flowRow(c), err: err}
+				}
+			})
+		}
+		wg.Wait()
+		for i, e := range batch {
+			if e.err != nil {
+				s.err = e.err
+				return
+			}
+			id, _ := conv(start + i)
+			s.write(id, e.json, e.row)
+		}
+	}
+}
+
+func (s *conversationSpool) write(id int, b []byte, row string) {
+	if s.err != nil {
+		return
+	}
 	if _, err := s.w.Write(b); err != nil {
 		s.err = err
 		return
