@@ -2,6 +2,7 @@ package correlate
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -143,12 +144,19 @@ type ClockResult struct {
 	NotEnough string // why no estimate could be made
 }
 
-// conversationIndex finds conversations by endpoints.
+// conversationIndex finds conversations by endpoints. The lists by server
+// and by client address can hold every conversation of a capture (all
+// of nginx's connections to one upstream, all of a load balancer's to
+// nginx), so they are also indexed by time: a log line looks only at the
+// conversations near its time, not at all of them.
 type conversationIndex struct {
 	byTuple  map[[2]netip.AddrPort][]*flows.Conversation
 	byClient map[netip.AddrPort][]*flows.Conversation
 	byServer map[netip.AddrPort][]*flows.Conversation
 	byAddr   map[netip.Addr][]*flows.Conversation
+
+	serverTimes map[netip.AddrPort]*timeIndex
+	addrTimes   map[netip.Addr]*timeIndex
 }
 
 func unmap(a netip.AddrPort) netip.AddrPort {
@@ -169,7 +177,133 @@ func newIndex(convs []*flows.Conversation) *conversationIndex {
 		ix.byServer[sv] = append(ix.byServer[sv], c)
 		ix.byAddr[cl.Addr()] = append(ix.byAddr[cl.Addr()], c)
 	}
+	ix.serverTimes = make(map[netip.AddrPort]*timeIndex, len(ix.byServer))
+	for k, cs := range ix.byServer {
+		ix.serverTimes[k] = newTimeIndex(cs)
+	}
+	ix.addrTimes = make(map[netip.Addr]*timeIndex, len(ix.byAddr))
+	for k, cs := range ix.byAddr {
+		ix.addrTimes[k] = newTimeIndex(cs)
+	}
 	return ix
+}
+
+// serverNear returns the conversations to server that closest could pick
+// for a log event at t, in index order.
+func (ix *conversationIndex) serverNear(server netip.AddrPort, t time.Time) []*flows.Conversation {
+	return ix.serverTimes[unmap(server)].near(t)
+}
+
+// addrNear returns the conversations from a client address that closest
+// could pick for a log event at t, in index order.
+func (ix *conversationIndex) addrNear(addr netip.Addr, t time.Time) []*flows.Conversation {
+	return ix.addrTimes[addr.Unmap()].near(t)
+}
+
+// timeIndex orders one list of conversations by start time, in blocks
+// that know their latest end, so that the conversations within slack of
+// a time are found without looking at the others.
+type timeIndex struct {
+	list []*flows.Conversation // the list as indexed, for untimed events
+	// byStart is list sorted by start (then by position in list); pos
+	// gives each one's position in list.
+	byStart []*flows.Conversation
+	pos     []int
+	// blockEnd is the latest end in each block of timeBlock conversations
+	// of byStart; a conversation open when its capture ended counts as
+	// never ending.
+	blockEnd []time.Time
+	// startOrdered says list was already in start order (the usual case:
+	// conversations are numbered as they start), so byStart is list.
+	startOrdered bool
+}
+
+const timeBlock = 32
+
+// forever stands for the end of a conversation open at capture end.
+var forever = time.Unix(1<<62, 0)
+
+func newTimeIndex(list []*flows.Conversation) *timeIndex {
+	ti := &timeIndex{list: list, pos: make([]int, len(list))}
+	order := make([]int, len(list))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return list[order[a]].Start.Before(list[order[b]].Start) })
+	ti.byStart = make([]*flows.Conversation, len(list))
+	ti.startOrdered = true
+	for i, o := range order {
+		ti.byStart[i], ti.pos[i] = list[o], o
+		ti.startOrdered = ti.startOrdered && o == i
+	}
+	for b := 0; b < len(list); b += timeBlock {
+		var latest time.Time
+		for _, c := range ti.byStart[b:min(b+timeBlock, len(list))] {
+			end := c.End
+			if c.EndReason == "capture-end" {
+				end = forever
+			}
+			if end.After(latest) {
+				latest = end
+			}
+		}
+		ti.blockEnd = append(ti.blockEnd, latest)
+	}
+	return ti
+}
+
+// near returns, in list order, every conversation closest(list, t) could
+// pick or must count: those starting before t+slack that end after
+// t-slack or were open at capture end. The others are further than slack
+// from t, so closest over near(t) picks what closest over the whole list
+// would. With t zero (an untimed event) it is the whole list.
+func (ti *timeIndex) near(t time.Time) []*flows.Conversation {
+	if ti == nil {
+		return nil
+	}
+	if t.IsZero() {
+		return ti.list
+	}
+	before := t.Add(slack)
+	after := t.Add(-slack)
+	n := sort.Search(len(ti.byStart), func(i int) bool { return ti.byStart[i].Start.After(before) })
+	var blocks []int
+	for b := (n - 1) / timeBlock; b >= 0 && n > 0; b-- {
+		if !ti.blockEnd[b].Before(after) {
+			blocks = append(blocks, b)
+		}
+	}
+	var hits []int
+	for k := len(blocks) - 1; k >= 0; k-- {
+		b := blocks[k]
+		for i := b * timeBlock; i < min((b+1)*timeBlock, n); i++ {
+			c := ti.byStart[i]
+			if !c.End.Before(after) || c.EndReason == "capture-end" {
+				hits = append(hits, i)
+			}
+		}
+	}
+	if !ti.startOrdered {
+		slices.SortFunc(hits, func(a, b int) int { return ti.pos[a] - ti.pos[b] })
+	}
+	out := make([]*flows.Conversation, len(hits))
+	for k, i := range hits {
+		out[k] = ti.byStart[i]
+	}
+	return out
+}
+
+// firstStartingIn returns the conversation that starts first within
+// [from, to] (the earliest in list order among equal starts), or nil.
+func (ti *timeIndex) firstStartingIn(from, to time.Time) *flows.Conversation {
+	if ti == nil {
+		return nil
+	}
+	i := sort.Search(len(ti.byStart), func(i int) bool { return !ti.byStart[i].Start.Before(from) })
+	if i == len(ti.byStart) || ti.byStart[i].Start.After(to) {
+		return nil
+	}
+	return ti.byStart[i]
 }
 
 // tuple returns the conversations between two endpoints, either way round.
@@ -301,10 +435,8 @@ func Join(src Sources) *Joined {
 				e.Conversation, e.Key = c.ID, KeyTime
 			}
 			if r.UpstreamAddr.IsValid() && e.Upstream == 0 {
-				if cs := ix.byServer[unmap(r.UpstreamAddr)]; len(cs) > 0 {
-					if c := closest(cs, r.Time); c != nil {
-						e.Upstream = c.ID
-					}
+				if c := closest(ix.serverNear(r.UpstreamAddr, r.Time), r.Time); c != nil {
+					e.Upstream = c.ID
 				}
 			}
 			if e.Conversation != 0 {
@@ -374,7 +506,15 @@ func matchLife(ix *conversationIndex, life *strace.SocketLife) *flows.Conversati
 		cands = ix.tuple(life.Local, life.Peer)
 	} else {
 		// Bound to 0.0.0.0 or ::: the peer and the local port decide.
-		for _, c := range append(ix.byClient[unmap(life.Peer)], ix.byServer[unmap(life.Peer)]...) {
+		near := ix.byClient[unmap(life.Peer)]
+		if !life.Opened.Time.IsZero() {
+			// A connect() to a busy upstream: only its conversations
+			// near the call can be the one.
+			near = append(near[:len(near):len(near)], ix.serverNear(life.Peer, life.Opened.Time)...)
+		} else {
+			near = append(near[:len(near):len(near)], ix.byServer[unmap(life.Peer)]...)
+		}
+		for _, c := range near {
 			if c.Server.Port() == life.Local.Port() || c.Client.Port() == life.Local.Port() {
 				cands = append(cands, c)
 			}
@@ -459,7 +599,7 @@ func matchAccess(ix *conversationIndex, decoded map[int]*http.Conversation, r *n
 		return nil, ""
 	}
 	var cands []*flows.Conversation
-	for _, c := range ix.byAddr[r.RemoteAddr.Unmap()] {
+	for _, c := range ix.addrNear(r.RemoteAddr, r.Time) {
 		if r.ServerPort != 0 && c.Server.Port() != r.ServerPort {
 			continue
 		}
@@ -498,16 +638,7 @@ func matchUpstream(ix *conversationIndex, r *nginx.AccessRecord, client *flows.C
 		if !u.AddrPort.IsValid() {
 			continue
 		}
-		var best *flows.Conversation
-		for _, c := range ix.byServer[unmap(u.AddrPort)] {
-			if c.Start.Before(client.Start) || c.Start.After(client.End.Add(slack)) {
-				continue
-			}
-			if best == nil || c.Start.Before(best.Start) {
-				best = c
-			}
-		}
-		if best != nil {
+		if best := ix.serverTimes[unmap(u.AddrPort)].firstStartingIn(client.Start, client.End.Add(slack)); best != nil {
 			return best.ID
 		}
 	}
@@ -573,9 +704,5 @@ func matchErrorByClient(ix *conversationIndex, r *nginx.ErrorRecord) *flows.Conv
 	if !r.ClientAddr.IsValid() {
 		return nil
 	}
-	cands := ix.byAddr[r.ClientAddr.Unmap()]
-	if len(cands) == 0 {
-		return nil
-	}
-	return closest(cands, r.Time)
+	return closest(ix.addrNear(r.ClientAddr, r.Time), r.Time)
 }
