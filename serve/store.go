@@ -173,7 +173,12 @@ func (s *Server) readCase(id string) (*Case, bool) {
 	if !validID(id) {
 		return nil, false
 	}
-	c := &Case{ID: id}
+	// Progress first: a job ends by writing the final manifest and then
+	// leaving the job table, so a case read as live is still followed
+	// (its page polls), and one read as finished has its final manifest.
+	// Read the other way round, a job ending in between left a page
+	// saying "running" with nothing to poll.
+	c := &Case{ID: id, Progress: s.progress(id)}
 	var m Manifest
 	if b, err := s.root.ReadFile(path.Join(id, manifestName)); err == nil && json.Unmarshal(b, &m) == nil {
 		c.Manifest = &m
@@ -193,7 +198,6 @@ func (s *Server) readCase(id string) (*Case, bool) {
 	}
 	c.HasReport = s.isFile(path.Join(id, reportHTML))
 	c.HasJSON = s.isFile(path.Join(id, reportJSON))
-	c.Progress = s.progress(id)
 	return c, true
 }
 
