@@ -2,7 +2,7 @@ package analysis
 
 import (
 	"bufio"
-	"encoding/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"fmt"
 	"io"
 	"os"
@@ -48,7 +48,7 @@ func (s *conversationSpool) add(id int, c *Conversation) {
 	if s.err != nil {
 		return
 	}
-	b, err := json.Marshal(c)
+	b, err := jsonv1.Marshal(c)
 	if err != nil {
 		s.err = err
 		return
@@ -81,7 +81,7 @@ func (s *conversationSpool) addAll(n int, conv func(i int) (id int, c *Conversat
 			wg.Go(func() {
 				for i := w; i < len(batch); i += workers {
 					_, c := conv(start + i)
-					b, err := json.Marshal(c)
+					b, err := jsonv1.Marshal(c)
 					batch[i] = encoded{json: b, row: flowRow(c), err: err}
 				}
 			})
@@ -193,7 +193,7 @@ func (s *conversationSpool) each(fn func(*Conversation) error) error {
 			return fmt.Errorf("conversation spool: %w", err)
 		}
 		c := &Conversation{Conversation: new(flows.Conversation)}
-		if err := json.Unmarshal(buf, c); err != nil {
+		if err := jsonv1.Unmarshal(buf, c); err != nil {
 			return fmt.Errorf("conversation spool: %w", err)
 		}
 		if err := fn(c); err != nil {
