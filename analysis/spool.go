@@ -2,13 +2,14 @@ package analysis
 
 import (
 	"bufio"
-	jsonv1 "github.com/go-json-experiment/json/v1"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"sort"
 	"sync"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"wiremortem/flows"
 )
