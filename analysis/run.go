@@ -57,6 +57,12 @@ type Options struct {
 	MaxLogLineBytes int
 	// NoDecode skips HTTP and WebSocket decoding (wiremortem flows).
 	NoDecode bool
+	// TableOnly is for the flows table alone (wiremortem flows without
+	// --json): each conversation becomes its row as it finishes and is
+	// not kept, no JSON is encoded, no rule runs, logs are not read, so
+	// memory follows the conversations live at once, not the capture.
+	// The document then holds the inputs and the summary only.
+	TableOnly bool
 	// Rules says which rules run with which thresholds (--rule-config,
 	// --set, --rules); nil means the built-in rules with their defaults.
 	Rules *rules.Config
@@ -98,6 +104,9 @@ type Result struct {
 	Logs   *Logs
 	Joined *correlate.Joined
 	spool  *conversationSpool
+	// tableSummary counts the conversations written as rows only
+	// (Options.TableOnly).
+	tableSummary Summary
 }
 
 // Close releases the conversation spool.
@@ -149,6 +158,13 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	convs, stats := trackCaptures(ctx, captures, opts, res, decoded)
 	for _, oc := range captures {
 		doc.Inputs = append(doc.Inputs, oc.finish())
+	}
+	if opts.TableOnly {
+		sort.SliceStable(doc.Inputs, func(i, j int) bool { return doc.Inputs[i].Path < doc.Inputs[j].Path })
+		doc.Summary = res.tableSummary
+		doc.Summary.Packets, doc.Summary.Incidents = stats, map[string]int{}
+		doc.Summary.Partial = ctx.Err() != nil
+		return res, nil
 	}
 	var captureStart time.Time
 	for _, c := range convs {
@@ -446,6 +462,18 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 	})
 	topts := opts.Tracker
 	topts.OnDone = func(c *flows.Conversation, sink flows.Sink) {
+		if opts.TableOnly {
+			res.spool.write(c.ID, nil, flowRow(&Conversation{Conversation: c}))
+			sum := &res.tableSummary
+			sum.Conversations++
+			if sum.Start.IsZero() || c.Start.Before(sum.Start) {
+				sum.Start = c.Start
+			}
+			if c.End.After(sum.End) {
+				sum.End = c.End
+			}
+			return
+		}
 		convs = append(convs, c)
 		if hs, ok := sink.(*httpSink); ok {
 			if r := hs.result(); r != nil {

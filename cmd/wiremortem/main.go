@@ -188,7 +188,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := analysis.Options{NoDecode: true}
+	opts := analysis.Options{NoDecode: true, TableOnly: !*asJSON}
 	opts.Tracker.MaxConversations = *maxConversations
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
