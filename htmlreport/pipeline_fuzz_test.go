@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"wiremortem/analysis"
 	"wiremortem/internal/testenv"
 )
+
+// pipelineLimit is how long one input may take: the seeds take 20 ms.
+const pipelineLimit = 10 * time.Second
 
 // FuzzPipeline runs the whole analysis, from a capture's and a log's bytes
 // to the JSON document and the HTML page, on arbitrary input: it must not
@@ -39,6 +44,12 @@ func FuzzPipeline(f *testing.F) {
 		f.Add(capture, log)
 	}
 	f.Fuzz(func(t *testing.T, capture, log []byte) {
+		// A hang is a failure too: past the limit the process stops with
+		// the input, which the fuzzer keeps as a crasher.
+		watchdog := time.AfterFunc(pipelineLimit, func() {
+			panic(fmt.Sprintf("the pipeline ran over %v on a %d-byte capture and a %d-byte log", pipelineLimit, len(capture), len(log)))
+		})
+		defer watchdog.Stop()
 		dir := t.TempDir()
 		inputs := []analysis.Input{{Path: filepath.Join(dir, "capture.pcap"), Kind: analysis.KindCapture}}
 		if err := os.WriteFile(inputs[0].Path, capture, 0o644); err != nil {
