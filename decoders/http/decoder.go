@@ -86,7 +86,10 @@ func (d *Decoder) Result() *Conversation {
 	if d.ws != nil {
 		d.conv.WebSocket = d.ws.Summary()
 	}
-	return &d.conv
+	// A copy, so that keeping the result does not keep the decoder (and
+	// the WebSocket decoder it holds) alive after the conversation ends.
+	conv := d.conv
+	return &conv
 }
 
 // Data decodes the next in-order bytes sent by side.

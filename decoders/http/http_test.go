@@ -1,9 +1,11 @@
 package http
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"wiremortem/evidence"
 	"wiremortem/internal/testenv"
@@ -194,4 +196,26 @@ func FuzzDecoder(f *testing.F) {
 			t.Fatalf("%d exchanges kept, over the cap", len(c.Exchanges))
 		}
 	})
+}
+
+// TestResultLetsTheDecoderGo checks that the decoded conversation, which
+// the analysis keeps until the report is written, does not keep the
+// decoder (and its WebSocket decoder with their buffers) alive.
+func TestResultLetsTheDecoderGo(t *testing.T) {
+	d := NewDecoder(Options{})
+	at := evidence.Stamp{Time: t0, Ref: evidence.Ref{Source: "t.pcap", Packet: 1}}
+	d.Data(Client, []byte(upgradeRequest), evidence.At(at))
+	d.Data(Server, []byte(answer("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")+"\x81\x02hi"), evidence.At(at))
+	d.End(Client, at)
+	d.End(Server, at)
+	c := d.Result()
+	gone, wsGone := weak.Make(d), weak.Make(d.ws)
+	d = nil
+	runtime.GC()
+	if gone.Value() != nil || wsGone.Value() != nil {
+		t.Fatal("the result keeps the decoders alive")
+	}
+	if c.WebSocket == nil || len(c.WebSocket.Messages) != 1 || string(c.WebSocket.Messages[0].Payload) != "hi" {
+		t.Errorf("result after the decoder went: %+v", c.WebSocket)
+	}
 }

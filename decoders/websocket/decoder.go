@@ -74,7 +74,11 @@ func (d *Decoder) Summary() *Summary {
 			d.dirs[i].msg = nil
 		}
 	}
-	return &d.sum
+	// A copy: the caller keeps the summary after the conversation ends,
+	// and a pointer into the decoder would keep the decoder with it (its
+	// inflate windows, 32 KiB a direction, and frame buffers).
+	sum := d.sum
+	return &sum
 }
 
 // Data decodes the next in-order bytes sent by side.
@@ -137,6 +141,10 @@ func (d *Decoder) End(from Side, at evidence.Stamp) {
 		d.violation(dir, at, "truncated-frame", fmt.Sprintf("the stream ended %d bytes into a frame", dir.offset+int64(dir.nhead)))
 		dir.inFrame, dir.nhead = false, 0
 	}
+	// Nothing more comes from this side: its inflate window and buffers
+	// go now, not when the conversation is let go, so a closed
+	// conversation that lingers costs no window.
+	dir.dict, dir.compressed, dir.control = nil, nil, nil
 }
 
 const maxResyncScan = 64 << 10

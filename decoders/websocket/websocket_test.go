@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"wiremortem/evidence"
 	"wiremortem/internal/testenv"
@@ -248,4 +250,36 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSummaryLetsTheDecoderGo checks that what a conversation keeps after
+// it ends (its summary) does not keep the decoder alive: with context
+// takeover each direction holds a 32 KiB inflate window, and a capture of
+// 100,000 WebSocket conversations would keep them all. End alone already
+// lets a direction's window go.
+func TestSummaryLetsTheDecoderGo(t *testing.T) {
+	msgs := []string{"the same words again", strings.Repeat("the same words again ", 40)}
+	var stream []byte
+	for _, c := range deflate(t, msgs, true) {
+		stream = append(stream, frame(true, 4, OpText, c, nil)...)
+	}
+	d := NewDecoder(Options{Extensions: true, Deflate: &Deflate{}})
+	feed(d, Server, stream, 5)
+	if len(d.dirs[Server].dict) == 0 {
+		t.Fatal("no inflate window kept between messages with context takeover")
+	}
+	d.End(Server, evidence.Stamp{Time: t0})
+	if d.dirs[Server].dict != nil || d.dirs[Server].compressed != nil {
+		t.Error("the direction ended but its inflate window and buffers are still held")
+	}
+	s := d.Summary()
+	gone := weak.Make(d)
+	d = nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the summary keeps the decoder alive")
+	}
+	if len(s.Messages) != 2 || string(s.Messages[0].Payload) != msgs[0] {
+		t.Errorf("summary after the decoder went: %+v", s.Messages)
+	}
 }
