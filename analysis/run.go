@@ -63,6 +63,11 @@ type Options struct {
 	// memory follows the conversations live at once, not the capture.
 	// The document then holds the inputs and the summary only.
 	TableOnly bool
+	// NoConversationJSON is for a run whose JSON document is not written
+	// (analyze without --json): the conversations are not encoded, and
+	// WriteJSON and WriteFlowTable fail. Incidents, timeline, rates and
+	// the report's conversations are as without it.
+	NoConversationJSON bool
 	// Rules says which rules run with which thresholds (--rule-config,
 	// --set, --rules); nil means the built-in rules with their defaults.
 	Rules *rules.Config
@@ -231,12 +236,16 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	for _, c := range convs[:min(len(convs), opts.ReportConversations)] {
 		doc.Conversations = append(doc.Conversations, Conversation{Conversation: c, HTTP: decoded[c.ID]})
 	}
-	spool.addAll(len(convs), func(i int) (int, *Conversation) {
-		if i < len(doc.Conversations) {
-			return convs[i].ID, &doc.Conversations[i]
-		}
-		return convs[i].ID, &Conversation{Conversation: convs[i], HTTP: decoded[convs[i].ID]}
-	})
+	if opts.NoConversationJSON {
+		spool.err = errNotEncoded
+	} else {
+		spool.addAll(len(convs), func(i int) (int, *Conversation) {
+			if i < len(doc.Conversations) {
+				return convs[i].ID, &doc.Conversations[i]
+			}
+			return convs[i].ID, &Conversation{Conversation: convs[i], HTTP: decoded[convs[i].ID]}
+		})
+	}
 	if ctx.Err() != nil {
 		doc.Summary.Partial = true
 	}

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"errors"
 	"bufio"
 	"fmt"
 	"io"
@@ -22,8 +23,14 @@ type conversationSpool struct {
 	w     *bufio.Writer
 	size  int64
 	index []spoolEntry
-	err   error
+	// err is the first failure, or errNotEncoded after a run with
+	// Options.NoConversationJSON.
+	err error
 }
+
+// errNotEncoded is what writing the conversations fails with after a run
+// that did not encode them.
+var errNotEncoded = errors.New("the conversations were not encoded (analysis run with NoConversationJSON)")
 
 type spoolEntry struct {
 	id     int

@@ -9,6 +9,9 @@ import (
 // WriteJSON writes the full JSON document (docs/json.md): the Document's
 // fields with every conversation streamed from the spool in ID order.
 func (r *Result) WriteJSON(w io.Writer) error {
+	if r.spool.err != nil {
+		return r.spool.err
+	}
 	d := r.Document
 	parts := []struct {
 		key   string

@@ -260,6 +260,9 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	opts.CommandLine = append([]string{"wiremortem", "analyze"}, args...)
+	// Without --json nothing reads the conversations' JSON: not encoding
+	// it is most of the cost of a conversation that says little.
+	opts.NoConversationJSON = *jsonOut == ""
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
 	res, err := analysis.Run(ctx, inputs, opts)
