@@ -35,7 +35,8 @@ type Options struct {
 	// are set by the analysis.
 	Tracker flows.Options
 	// ReportConversations caps the conversations kept in memory for the
-	// HTML report (the JSON document lists them all). Default 2,000.
+	// HTML report (the JSON document lists them all): those incidents cite
+	// first, then those that did not end cleanly. Default 2,000.
 	ReportConversations int
 	// MaxTimelineEvents caps the document's timeline. Default
 	// DefaultMaxTimelineEvents.
@@ -232,17 +233,11 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	logEvents(res.Joined, collect)
 	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, other, doc.Incidents, opts.MaxTimelineEvents)
 	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
-	doc.Conversations = make([]Conversation, 0, min(len(convs), opts.ReportConversations))
-	for _, c := range convs[:min(len(convs), opts.ReportConversations)] {
-		doc.Conversations = append(doc.Conversations, Conversation{Conversation: c, HTTP: decoded[c.ID]})
-	}
+	doc.Conversations = reportConversations(convs, decoded, doc.Incidents, opts.ReportConversations)
 	if opts.NoConversationJSON {
 		spool.err = errNotEncoded
 	} else {
 		spool.addAll(len(convs), func(i int) (int, *Conversation) {
-			if i < len(doc.Conversations) {
-				return convs[i].ID, &doc.Conversations[i]
-			}
 			return convs[i].ID, &Conversation{Conversation: convs[i], HTTP: decoded[convs[i].ID]}
 		})
 	}
@@ -250,6 +245,49 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		doc.Summary.Partial = true
 	}
 	return res, nil
+}
+
+// reportConversations picks the conversations the HTML report draws when
+// there are more than max: those an incident cites first (their ladders
+// and charts need them), then those that did not end cleanly (reset, zero
+// window, not SF), then the rest, each group in ID order; returned in ID
+// order. The JSON document lists every conversation regardless.
+func reportConversations(convs []*flows.Conversation, decoded map[int]*http.Conversation, incidents []rules.Incident, max int) []Conversation {
+	chosen := convs
+	if len(convs) > max {
+		cited := map[int]bool{}
+		for _, inc := range incidents {
+			for _, f := range inc.Flows {
+				cited[f.Conversation] = true
+			}
+		}
+		rank := func(c *flows.Conversation) int {
+			switch {
+			case cited[c.ID]:
+				return 0
+			case c.FromClient.RSTs+c.FromServer.RSTs > 0 || len(c.ZeroWindows) > 0 || c.ConnState != "SF":
+				return 1
+			}
+			return 2
+		}
+		chosen = make([]*flows.Conversation, 0, max)
+		for r := 0; r <= 2 && len(chosen) < max; r++ {
+			for _, c := range convs {
+				if rank(c) == r {
+					chosen = append(chosen, c)
+					if len(chosen) == max {
+						break
+					}
+				}
+			}
+		}
+		sort.Slice(chosen, func(i, j int) bool { return chosen[i].ID < chosen[j].ID })
+	}
+	out := make([]Conversation, len(chosen))
+	for i, c := range chosen {
+		out[i] = Conversation{Conversation: c, HTTP: decoded[c.ID]}
+	}
+	return out
 }
 
 // captureEnd is the time of the last packet of any capture (TCP or not):

@@ -84,3 +84,51 @@ func TestNoConversationJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestReportKeepsCitedConversations: when a capture holds more
+// conversations than the report draws, the report keeps those an incident
+// cites (their ladders and charts need them), not the first by ID.
+func TestReportKeepsCitedConversations(t *testing.T) {
+	checked := 0
+	for _, dir := range labDirs(t) {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
+		if len(m) == 0 {
+			continue
+		}
+		var inputs []Input
+		for _, p := range m {
+			inputs = append(inputs, Input{Path: p, Kind: KindCapture})
+		}
+		res, err := Run(context.Background(), inputs, Options{ReportConversations: 1, NoConversationJSON: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := res.Document
+		res.Close()
+		cited := map[int]bool{}
+		first := 0
+		for _, inc := range doc.Incidents {
+			for _, f := range inc.Flows {
+				cited[f.Conversation] = true
+				if first == 0 || f.Conversation < first {
+					first = f.Conversation
+				}
+			}
+		}
+		if len(doc.Conversations) != min(1, doc.Summary.Conversations) {
+			t.Fatalf("%s: %d report conversations with a cap of 1", dir, len(doc.Conversations))
+		}
+		if len(cited) == 0 || doc.Summary.Conversations < 2 {
+			continue
+		}
+		if got := doc.Conversations[0].ID; got != first {
+			t.Errorf("%s: the report keeps conversation %d, want %d, the first an incident cites", dir, got, first)
+		}
+		if first > 1 {
+			checked++ // the first conversation by ID is not the cited one
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no lab capture whose first cited conversation is not its first: the test proves nothing")
+	}
+}
