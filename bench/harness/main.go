@@ -6,7 +6,7 @@
 // as JSON with a description of the machine to bench/results/.
 //
 //	go run ./bench/harness -size 20MB -runs 1          # CI: keeps working
-//	go run ./bench/harness -size 2GB -runs 3 -concurrent 10000   # by hand
+//	go run ./bench/harness -size 2GB -runs 3 -concurrent 10000 -stretch 10000   # by hand
 package main
 
 import (
@@ -65,6 +65,8 @@ type Result struct {
 	CaptureBytes int64    `json:"capture_bytes"`
 	Packets      int64    `json:"packets"`
 	Concurrent   int      `json:"concurrent"`
+	// Stretch multiplied the seeds' packet times (bench/scale -stretch).
+	Stretch float64 `json:"stretch"`
 	// Conversations, PeakLive and SpanSec come from analyze's document:
 	// memory follows the conversations live at once (closed ones linger
 	// 5 s), and the generated captures compress time.
@@ -97,6 +99,7 @@ func main() {
 	size := flag.String("size", "20MB", "size of each generated capture")
 	runs := flag.Int("runs", 3, "runs per tool (the median is reported)")
 	concurrent := flag.Int("concurrent", 1000, "conversations live at once in the generated captures")
+	stretch := flag.Float64("stretch", 1, "multiply the seed conversations' packet times by this (1: loopback speed, 100,000 conversations in a fraction of a second; 10000: a 4 ms conversation lasts 40 s, as behind a busy server)")
 	only := flag.String("shapes", "", "comma-separated shapes to run (default all: http,websocket,synstorm,mixed)")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	keep := flag.Bool("keep", false, "keep the generated captures")
@@ -127,10 +130,10 @@ func main() {
 			os.Exit(1)
 		}
 		pcap := filepath.Join(work, sh.name+".pcap")
-		run(scale, append([]string{"-o", pcap, "-size", *size, "-concurrent", strconv.Itoa(*concurrent)}, seeds...)...)
+		run(scale, append([]string{"-o", pcap, "-size", *size, "-concurrent", strconv.Itoa(*concurrent), "-stretch", strconv.FormatFloat(*stretch, 'g', -1, 64)}, seeds...)...)
 		st, err := os.Stat(pcap)
 		check(err)
-		res := Result{Shape: sh.name, Seeds: seeds, CaptureBytes: st.Size(), Concurrent: *concurrent}
+		res := Result{Shape: sh.name, Seeds: seeds, CaptureBytes: st.Size(), Concurrent: *concurrent, Stretch: *stretch}
 		res.Packets = countPackets(readloop, pcap)
 		jsonOut := filepath.Join(work, sh.name+".json")
 		tools := []struct {

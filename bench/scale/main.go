@@ -5,7 +5,7 @@
 // conversations are live at once. Checksums are not recomputed: wiremortem,
 // tshark and tcptrace (run without checksum checks) do not need them.
 //
-//	go run ./bench/scale -o big.pcap -size 2GB -concurrent 10000 seed1.pcap seed2.pcap
+//	go run ./bench/scale -o big.pcap -size 2GB -concurrent 10000 -stretch 1000 seed1.pcap seed2.pcap
 package main
 
 import (
@@ -45,6 +45,7 @@ func main() {
 	out := flag.String("o", "", "output pcap `file`")
 	sizeFlag := flag.String("size", "500MB", "stop after writing this much (e.g. 500MB, 2GB)")
 	concurrent := flag.Int("concurrent", 1000, "conversations live at once")
+	stretch := flag.Float64("stretch", 1, "multiply the seeds' packet times by this: loopback conversations last milliseconds, so 1000 makes a 4 ms conversation last 4 s and spreads the copies over real time, as a busy server's traffic is")
 	flag.Parse()
 	if *out == "" || flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: scale -o OUT.pcap [-size 500MB] [-concurrent N] SEED.pcap...")
@@ -67,6 +68,13 @@ func main() {
 	if len(seeds) == 0 {
 		fmt.Fprintln(os.Stderr, "scale: no IPv4 Ethernet TCP conversation in the seeds")
 		os.Exit(1)
+	}
+	if *stretch <= 0 {
+		fmt.Fprintln(os.Stderr, "scale: -stretch must be positive")
+		os.Exit(2)
+	}
+	for i := range seeds {
+		seeds[i].stretch(*stretch)
 	}
 	if err := write(*out, seeds, size, *concurrent); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
@@ -141,6 +149,14 @@ func loadSeeds(path string) ([]seed, error) {
 		out = append(out, *s)
 	}
 	return out, nil
+}
+
+// stretch multiplies the seed's packet times by f.
+func (s *seed) stretch(f float64) {
+	for i := range s.packets {
+		s.packets[i].offset = time.Duration(float64(s.packets[i].offset) * f)
+	}
+	s.duration = time.Duration(float64(s.duration) * f)
 }
 
 // copyState is one replayed copy of a seed conversation.
@@ -228,6 +244,10 @@ func write(path string, seeds []seed, size int64, concurrent int) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "scale: wrote %d MB, %d conversations\n", written>>20, started-h.Len())
+	var end time.Time
+	if h.Len() > 0 {
+		end = (*h)[0].at
+	}
+	fmt.Fprintf(os.Stderr, "scale: wrote %d MB, %d conversations over %s of capture time\n", written>>20, started-h.Len(), end.Sub(start).Round(time.Millisecond))
 	return nil
 }
