@@ -342,7 +342,7 @@ func parseHead(side Side, block []byte, msg *Message) string {
 		if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/") {
 			return fmt.Sprintf("bad request line %q", truncate(first, 64))
 		}
-		msg.Method, msg.URI, msg.Version = parts[0], truncate(parts[1], 512), parts[2]
+		msg.Method, msg.URI, msg.Version = keep(parts[0]), strings.Clone(truncate(parts[1], 512)), keep(parts[2])
 	} else {
 		parts := strings.SplitN(first, " ", 3)
 		if len(parts) < 2 || !strings.HasPrefix(parts[0], "HTTP/") {
@@ -352,9 +352,9 @@ func parseHead(side Side, block []byte, msg *Message) string {
 		if err != nil || code < 100 || code > 999 {
 			return fmt.Sprintf("bad status code %q", truncate(parts[1], 16))
 		}
-		msg.Version, msg.Status = parts[0], code
+		msg.Version, msg.Status = keep(parts[0]), code
 		if len(parts) == 3 {
-			msg.Reason = truncate(parts[2], 128)
+			msg.Reason = keep(truncate(parts[2], 128))
 		}
 	}
 	var lengths []string
@@ -385,7 +385,7 @@ func parseHead(side Side, block []byte, msg *Message) string {
 			if old, seen := msg.Headers[canon]; seen {
 				value = old + ", " + value
 			}
-			msg.Headers[canon] = truncate(value, maxHeaderValue)
+			msg.Headers[canon] = strings.Clone(truncate(value, maxHeaderValue))
 		}
 	}
 	if len(lengths) > 0 {
@@ -418,6 +418,26 @@ func appendOnce(flags []string, f string) []string {
 		}
 	}
 	return append(flags, f)
+}
+
+// common are the start-line words most messages share: kept as these
+// constants rather than as copies.
+var common = map[string]string{}
+
+func init() {
+	for _, w := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "HTTP/1.0", "HTTP/1.1", "OK", "Switching Protocols", "Not Found", "Bad Request", "Forbidden", "Bad Gateway", "Gateway Timeout", "Internal Server Error", "Service Unavailable", "No Content", "Found", "Moved Permanently", "Not Modified"} {
+		common[w] = w
+	}
+}
+
+// keep returns s for a record that outlives the message's header block:
+// a substring would keep the whole block (cookies and all) in memory for
+// as long as the conversation is kept.
+func keep(s string) string {
+	if c, ok := common[s]; ok {
+		return c
+	}
+	return strings.Clone(s)
 }
 
 func truncate(s string, n int) string {

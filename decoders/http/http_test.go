@@ -219,3 +219,30 @@ func TestResultLetsTheDecoderGo(t *testing.T) {
 		t.Errorf("result after the decoder went: %+v", c.WebSocket)
 	}
 }
+
+// TestResultKeepsNoHeaderBlock: what a message keeps (method, URI,
+// headers a postmortem needs) must not hold on to its whole header block:
+// with real cookies that is kilobytes per request, kept as long as the
+// conversation is. 1,000 requests with a 16 KiB cookie each would keep
+// 16 MiB; their results must cost well under 2 MiB.
+func TestResultKeepsNoHeaderBlock(t *testing.T) {
+	cookie := strings.Repeat("c", 16<<10)
+	request := "GET /page?id=1 HTTP/1.1\r\nHost: example.com\r\nCookie: " + cookie + "\r\nUser-Agent: test\r\n\r\n"
+	response := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: " + cookie + "\r\n\r\n"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	kept := make([]*Conversation, 1000)
+	for i := range kept {
+		kept[i] = run(t, Options{}, 4096, step{Client, request, 0, false}, step{Server, response, 1, false}, step{Client, "", 2, true}, step{Server, "", 2, true})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 2<<20 {
+		t.Errorf("1,000 decoded requests hold %d KiB: the header blocks are kept", grown>>10)
+	}
+	if x := kept[999].Exchanges[0]; x.Request.URI != "/page?id=1" || x.Request.Headers["User-Agent"] != "test" || x.Response.Status != 200 {
+		t.Errorf("exchange %+v", x)
+	}
+	runtime.KeepAlive(kept)
+}
