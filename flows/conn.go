@@ -988,6 +988,11 @@ func (c *conn) keyPacket(seg *segment, side Side, stamp evidence.Stamp, label st
 	conv := c.conv
 	limit := c.opts.KeyPacketCap
 	if len(conv.KeyPackets) < limit {
+		if conv.KeyPackets == nil {
+			// A short conversation has about eight (handshake, first
+			// data each way, FINs, last): one allocation, not four.
+			conv.KeyPackets = make([]KeyPacket, 0, min(8, limit))
+		}
 		conv.KeyPackets = append(conv.KeyPackets, kp)
 		return
 	}
@@ -999,20 +1004,27 @@ func (c *conn) keyPacket(seg *segment, side Side, stamp evidence.Stamp, label st
 	conv.KeyPacketsDropped++
 }
 
-func flagString(f uint8) string {
+// flagNames holds every flag combination's name, built once: a key packet
+// keeps a shared string instead of allocating one.
+var flagNames = func() (out [256]string) {
 	names := [...]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
 	order := [...]int{1, 2, 0, 3, 4, 5, 6, 7} // SYN,RST,FIN,PSH,ACK,... as tools print them
-	var b []byte
-	for _, i := range order {
-		if f&(1<<i) != 0 {
-			if len(b) > 0 {
-				b = append(b, ',')
+	for f := range out {
+		var b []byte
+		for _, i := range order {
+			if f&(1<<i) != 0 {
+				if len(b) > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, names[i]...)
 			}
-			b = append(b, names[i]...)
 		}
+		out[f] = string(b)
 	}
-	return string(b)
-}
+	return out
+}()
+
+func flagString(f uint8) string { return flagNames[f] }
 
 // complete fills the derived fields when the tracker stops following c.
 func (c *conn) complete(reason string) {
