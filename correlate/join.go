@@ -165,8 +165,8 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 
 func newIndex(convs []*flows.Conversation) *conversationIndex {
 	ix := &conversationIndex{
-		byTuple:  map[[2]netip.AddrPort][]*flows.Conversation{},
-		byClient: map[netip.AddrPort][]*flows.Conversation{},
+		byTuple:  make(map[[2]netip.AddrPort][]*flows.Conversation, len(convs)),
+		byClient: make(map[netip.AddrPort][]*flows.Conversation, len(convs)),
 		byServer: map[netip.AddrPort][]*flows.Conversation{},
 		byAddr:   map[netip.Addr][]*flows.Conversation{},
 	}
@@ -359,8 +359,13 @@ func closest(cands []*flows.Conversation, t time.Time) *flows.Conversation {
 // Join puts every log source on the capture's clock and joins its records
 // to conversations. Records' times are shifted in place.
 func Join(src Sources) *Joined {
-	ix := newIndex(src.Conversations)
 	j := &Joined{ByConversation: map[int]*ByConversation{}, Clocks: map[string]ClockResult{}}
+	if len(src.Straces)+len(src.Access)+len(src.Errors)+len(src.Snapshots) == 0 {
+		// No log to join: the conversation index (four maps and time
+		// indexes over every conversation) would be built for nothing.
+		return j
+	}
+	ix := newIndex(src.Conversations)
 	by := func(id int) *ByConversation {
 		b := j.ByConversation[id]
 		if b == nil {
