@@ -72,6 +72,10 @@ type Options struct {
 	// Rules says which rules run with which thresholds (--rule-config,
 	// --set, --rules); nil means the built-in rules with their defaults.
 	Rules *rules.Config
+	// Shards is how many goroutines follow the captures' conversations
+	// (flows.Options.Shards); 0 or 1 means one. The document is the same
+	// whatever the number.
+	Shards int
 }
 
 // Progress says how far reading the captures got.
@@ -507,6 +511,9 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 			oc.info.Damage = e.Error()
 		}
 	})
+	// results holds the decoded HTTP by conversation until the IDs are
+	// final (a sharded run renumbers them at the end).
+	results := map[*flows.Conversation]*http.Conversation{}
 	topts := opts.Tracker
 	topts.OnDone = func(c *flows.Conversation, sink flows.Sink) {
 		if opts.TableOnly {
@@ -524,10 +531,11 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 		convs = append(convs, c)
 		if hs, ok := sink.(*httpSink); ok {
 			if r := hs.result(); r != nil {
-				decoded[c.ID] = r
+				results[c] = r
 			}
 		}
 	}
+	topts.Shards = opts.Shards
 	if !opts.NoDecode {
 		topts.NewSink = func(c *flows.Conversation) flows.Sink { return newHTTPSink(c, opts.HTTP) }
 	}
@@ -543,6 +551,14 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 	if a, b, ok := m.Overlap(); ok {
 		res.Document.Warnings = append(res.Document.Warnings, Warning{Source: b, Message: fmt.Sprintf("packets of %s and %s interleave in time: merged as one capture (rotated parts do not overlap; two captures of the same traffic would count each packet twice)", a, b)})
 	}
-	sort.Slice(convs, func(i, j int) bool { return convs[i].ID < convs[j].ID })
+	if opts.Shards > 1 {
+		flows.Renumber(convs)
+		res.spool.renumber()
+	} else {
+		sort.Slice(convs, func(i, j int) bool { return convs[i].ID < convs[j].ID })
+	}
+	for c, r := range results {
+		decoded[c.ID] = r
+	}
 	return convs, tr.Stats()
 }

@@ -124,6 +124,16 @@ func (s *conversationSpool) write(id int, b []byte, row string) {
 
 func (s *conversationSpool) len() int { return len(s.index) }
 
+// renumber gives the conversations, written with a sharded run's
+// provisional IDs, their final ones: 1, 2, ... in the same order
+// (flows.Renumber).
+func (s *conversationSpool) renumber() {
+	sort.Slice(s.index, func(i, j int) bool { return s.index[i].id < s.index[j].id })
+	for i := range s.index {
+		s.index[i].id = i + 1
+	}
+}
+
 // writeTo writes the conversations as the elements of a JSON array, in ID
 // order, indented to sit inside the document.
 func (s *conversationSpool) writeTo(w io.Writer) error {
@@ -174,6 +184,9 @@ func (s *conversationSpool) eachRow(w io.Writer) error {
 		buf = buf[:e.rowLength]
 		if _, err := s.f.ReadAt(buf, e.offset+int64(e.length)); err != nil {
 			return fmt.Errorf("conversation spool: %w", err)
+		}
+		if _, err := fmt.Fprintf(w, "%-7d ", e.id); err != nil {
+			return err
 		}
 		if _, err := w.Write(buf); err != nil {
 			return err

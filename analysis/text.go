@@ -15,9 +15,11 @@ import (
 // without holding the table in memory.
 const flowTableHeader = "#       START (UTC)                  DURATION   CLIENT                  SERVER                  STATE   HISTORY       C>S PKTS/BYTES      S>C PKTS/BYTES      ZERO-WIN  REXMIT\n"
 
+// flowRow is a conversation's row without its ID, which the spool writes
+// in front of it (a sharded run learns the final IDs only at the end).
 func flowRow(c *Conversation) string {
-	return fmt.Sprintf("%-7d %-28s %-10s %-23s %-23s %-7s %-13s %-19s %-19s %-9d %d\n",
-		c.ID, c.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), FormatDuration(c.Duration),
+	return fmt.Sprintf("%-28s %-10s %-23s %-23s %-7s %-13s %-19s %-19s %-9d %d\n",
+		c.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), FormatDuration(c.Duration),
 		c.Client, c.Server, c.ConnState, Safe(c.History),
 		fmt.Sprintf("%d/%d", c.FromClient.Packets, c.FromClient.Bytes), fmt.Sprintf("%d/%d", c.FromServer.Packets, c.FromServer.Bytes),
 		len(c.ZeroWindows), c.FromClient.Retransmissions+c.FromServer.Retransmissions)

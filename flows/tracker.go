@@ -6,6 +6,7 @@ package flows
 
 import (
 	"io"
+	"math"
 	"net/netip"
 	"sort"
 	"time"
@@ -43,6 +44,16 @@ type Options struct {
 	// OnDone receives every conversation when the tracker finishes it, with
 	// its sink (nil when NewSink is nil). Required.
 	OnDone func(*Conversation, Sink)
+	// Shards is how many goroutines follow conversations; 0 or 1 means
+	// one, the caller's. With more, Run reads and decodes the packets and
+	// hands each to the shard its 4-tuple hashes to (see shard.go). The
+	// conversations and Stats are those one tracker finds, except that the
+	// caps on live conversations and buffered bytes are divided among the
+	// shards; but OnDone is called from the shards' goroutines (one call
+	// at a time, in no set order) with provisional IDs that grow with the
+	// conversation's first packet without being dense: Renumber gives the
+	// kept conversations the IDs one tracker gives.
+	Shards int
 }
 
 func (o *Options) setDefaults() {
@@ -120,6 +131,17 @@ type Tracker struct {
 	files     []string
 	fileIndex map[string]int
 	stats     Stats
+	// idx is the number of packets read so far, the one being processed
+	// included: one packet starts at most one conversation, so a shard
+	// uses it as a provisional ID (see Options.Shards).
+	idx int64
+	// sharded is set on a shard of a sharded run: the dispatcher counts
+	// packets and decides when to sweep, listeners come from its log, and
+	// spans records each conversation's first packet and the packet during
+	// which it finished, for the peak of live conversations.
+	sharded     bool
+	listenerLog *listenerLog
+	spans       []convSpan
 }
 
 // NewTracker returns a tracker.
@@ -147,6 +169,9 @@ type PacketSource interface {
 // source's error unless it is io.EOF. Damaged files in a capture.Merger are
 // reported through the Merger's callback, not here.
 func (t *Tracker) Run(src PacketSource) error {
+	if t.opts.Shards > 1 {
+		return t.runSharded(src)
+	}
 	var p capture.Packet
 	for {
 		err := src.Next(&p)
@@ -172,36 +197,59 @@ const sweepEvery = time.Second
 
 // Packet processes one captured packet.
 func (t *Tracker) Packet(p *capture.Packet) {
+	t.idx++
+	if !t.count(t.dec.decode(p, &t.seg), p) {
+		return
+	}
+	if t.sweepDue(p) {
+		t.sweep()
+	}
+	t.track(p)
+}
+
+// count accounts for a decoded packet and reports whether it is TCP.
+func (t *Tracker) count(kind packetKind, p *capture.Packet) bool {
 	t.stats.Packets++
-	switch t.dec.decode(p, &t.seg) {
+	switch kind {
 	case kindNotTCP:
 		t.stats.NotTCP++
-		return
+		return false
 	case kindFragment:
 		t.stats.Fragments++
-		return
+		return false
 	case kindMalformed:
 		t.stats.Malformed++
-		return
+		return false
 	case kindUnsupportedLink:
 		t.stats.UnsupportedLink++
 		if t.stats.UnsupportedLinkTypes == nil {
 			t.stats.UnsupportedLinkTypes = map[string]int64{}
 		}
 		t.stats.UnsupportedLinkTypes[p.LinkType.String()]++
-		return
+		return false
 	}
 	t.stats.TCP++
 	if p.Truncated() {
 		t.stats.Truncated++
 	}
+	return true
+}
+
+// sweepDue moves packet time on to a TCP packet's and reports whether a
+// second of it passed since the last sweep.
+func (t *Tracker) sweepDue(p *capture.Packet) bool {
 	if p.Time.After(t.now) {
 		t.now = p.Time
 	}
 	if t.now.Sub(t.lastSweep) >= sweepEvery {
-		t.sweep()
 		t.lastSweep = t.now
+		return true
 	}
+	return false
+}
+
+// track follows the TCP packet t.seg was decoded from.
+func (t *Tracker) track(p *capture.Packet) {
 	seg := &t.seg
 	stamp := evidence.Stamp{Time: p.Time, Ref: p.Ref}
 	key := makeKey(seg.src, seg.dst)
@@ -219,7 +267,7 @@ func (t *Tracker) Packet(p *capture.Packet) {
 	}
 	fromClient := seg.src == c.conv.Client
 	c.process(seg, fromClient, stamp)
-	if seg.has(flagSYN) && seg.has(flagACK) {
+	if seg.has(flagSYN) && seg.has(flagACK) && !t.sharded {
 		t.listeners[seg.src] = struct{}{}
 	}
 	t.touch(c)
@@ -231,6 +279,7 @@ func (t *Tracker) Packet(p *capture.Packet) {
 // Finish ends every live conversation ("capture-end") and flushes
 // reassembly. Conversations reach OnDone sorted by ID.
 func (t *Tracker) Finish() {
+	t.idx = math.MaxInt64 // for spans: finished after every packet
 	if t.asm != nil {
 		t.asm.FlushAll()
 	}
@@ -276,7 +325,11 @@ func (t *Tracker) start(key connKey, seg *segment, stamp evidence.Stamp) *conn {
 			t.finish(victim, victim.closeReason())
 		}
 	}
-	t.nextID++
+	id := int(t.idx)
+	if !t.sharded {
+		t.nextID++
+		id = t.nextID
+	}
 	client, server, origin, flipped := seg.src, seg.dst, "first-packet", false
 	switch {
 	case seg.has(flagSYN) && !seg.has(flagACK):
@@ -285,9 +338,9 @@ func (t *Tracker) start(key connKey, seg *segment, stamp evidence.Stamp) *conn {
 		// The SYN was not captured; its answer says who the server is.
 		// Zeek flips these too (zeek/zeek#2191).
 		flipped, origin = true, "syn-ack"
-	case isListener(t.listeners, seg.src) && !isListener(t.listeners, seg.dst):
+	case t.isListener(seg.src) && !t.isListener(seg.dst):
 		flipped, origin = true, "listener"
-	case isListener(t.listeners, seg.dst):
+	case t.isListener(seg.dst):
 		origin = "listener"
 	case likelyServerPorts[seg.src.Port()]:
 		if likelyServerPorts[seg.dst.Port()] {
@@ -302,7 +355,7 @@ func (t *Tracker) start(key connKey, seg *segment, stamp evidence.Stamp) *conn {
 	if flipped {
 		client, server = server, client
 	}
-	c := newConn(key, t.nextID, client, server, origin, stamp, &t.opts)
+	c := newConn(key, id, client, server, origin, stamp, &t.opts)
 	if flipped {
 		c.hist.add('^')
 	}
@@ -318,8 +371,13 @@ func (t *Tracker) start(key connKey, seg *segment, stamp evidence.Stamp) *conn {
 	return c
 }
 
-func isListener(l map[netip.AddrPort]struct{}, a netip.AddrPort) bool {
-	_, ok := l[a]
+// isListener reports whether a was seen answering a SYN before the packet
+// being processed.
+func (t *Tracker) isListener(a netip.AddrPort) bool {
+	if t.listenerLog != nil {
+		return t.listenerLog.before(a, t.idx)
+	}
+	_, ok := t.listeners[a]
 	return ok
 }
 
@@ -362,6 +420,9 @@ func (t *Tracker) finish(c *conn, reason string) {
 	c.complete(reason)
 	if c.sink != nil && !c.sinkDone {
 		c.endSink()
+	}
+	if t.sharded {
+		t.spans = append(t.spans, convSpan{start: int64(c.conv.ID), end: t.idx})
 	}
 	t.opts.OnDone(c.conv, c.sink)
 }

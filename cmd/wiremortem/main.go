@@ -174,6 +174,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the conversations as JSON (the analyze document's schema, see docs/json.md)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
 	maxConversations := fs.Int("max-conversations", 1_000_000, "live conversations held at once; past it the least recently active is finished early (counted as evicted)")
+	jobs := addJobsFlag(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -188,7 +189,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := analysis.Options{NoDecode: true, TableOnly: !*asJSON}
+	opts := analysis.Options{NoDecode: true, TableOnly: !*asJSON, Shards: *jobs}
 	opts.Tracker.MaxConversations = *maxConversations
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
@@ -217,6 +218,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	htmlOut := fs.StringP("output", "o", "", "write the HTML report, one self-contained page, to `FILE` (- for standard output)")
 	failOn := fs.String("fail-on", "", "exit 1 when an incident of this `severity` or worse is found (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
+	jobs := addJobsFlag(fs)
 	src := addSourceFlags(fs)
 	rf := addRuleFlags(fs)
 	lf := addLimitFlags(fs)
@@ -263,6 +265,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	// Without --json nothing reads the conversations' JSON: not encoding
 	// it is most of the cost of a conversation that says little.
 	opts.NoConversationJSON = *jsonOut == ""
+	opts.Shards = *jobs
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
 	res, err := analysis.Run(ctx, inputs, opts)
@@ -394,6 +397,12 @@ func writeIndex(out string, entries []batch.Entry) error {
 // renderHTML writes the HTML report of an analysis.
 func renderHTML(w io.Writer, res *analysis.Result) error {
 	return htmlreport.Write(w, res.Document, htmlreport.Options{})
+}
+
+// addJobsFlag adds -j: how many goroutines follow conversations. The
+// output is the same for any number (analysis.Options.Shards).
+func addJobsFlag(fs *pflag.FlagSet) *int {
+	return fs.IntP("jobs", "j", runtime.GOMAXPROCS(0), "goroutines that follow conversations, packets shared among them by 4-tuple (the output is the same for any number; 1 for the least memory)")
 }
 
 // parseFailOn reads --fail-on; -1 means not set.

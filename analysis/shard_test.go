@@ -1,0 +1,133 @@
+package analysis
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"wiremortem/internal/scale"
+	"wiremortem/internal/testenv"
+)
+
+// generated writes captures of thousands of conversations made of lab
+// conversations (internal/scale): one spread over minutes, so that
+// conversations linger, go idle and are swept while others start, with
+// client addresses shared so that 4-tuples are reused; one at loopback
+// speed, every conversation live at once.
+func generated(t *testing.T) [][]string {
+	var seeds []scale.Seed
+	for _, name := range []string{"tcp-clean", "ws-echo", "ws-deflate", "syn-backlog", "syn-refused", "zero-window", "close-wait", "nginx-proxy"} {
+		s, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, s...)
+	}
+	var out [][]string
+	for i, o := range []struct {
+		stretch float64
+		opts    scale.Options
+	}{
+		{2000, scale.Options{Size: 6 << 20, Concurrent: 300, Clients: 400}},
+		{1, scale.Options{Size: 3 << 20, Concurrent: 500}},
+	} {
+		stretched := make([]scale.Seed, len(seeds))
+		for k, s := range seeds {
+			stretched[k] = s.Clone()
+			stretched[k].Stretch(o.stretch)
+		}
+		p := filepath.Join(t.TempDir(), fmt.Sprintf("generated-%d.pcap", i))
+		res, err := scale.Write(p, stretched, o.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d conversations over %v", p, res.Conversations, res.Span)
+		out = append(out, []string{p})
+	}
+	return out
+}
+
+// TestShardsGiveTheSameDocument: following conversations on several
+// goroutines (Options.Shards) gives the document and the flows table of
+// one tracker, byte for byte: the same conversations with the same IDs,
+// retries, listeners, sweeps, decoded HTTP and WebSocket, incidents and
+// peak of live conversations. Every lab scenario (its captures and logs
+// together, rotated parts included) and public traces with port reuse,
+// scans, tunnels, truncation and mid-stream starts: every capture of the
+// public corpus.
+func TestShardsGiveTheSameDocument(t *testing.T) {
+	var cases [][]string
+	for _, dir := range labDirs(t) {
+		var files []string
+		for _, pattern := range []string{"*.pcap", "*.pcapng", "*.gz", "*.zst", "*.log", "*.txt", "*.strace"} {
+			m, _ := filepath.Glob(filepath.Join(dir, pattern))
+			files = append(files, m...)
+		}
+		if len(files) > 0 {
+			cases = append(cases, files)
+		}
+	}
+	corpus := testenv.Corpus(t, ".")
+	err := filepath.WalkDir(corpus, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if ext := filepath.Ext(p); !d.IsDir() && (ext == ".pcap" || ext == ".pcapng" || ext == ".cap" || ext == ".trace") {
+			cases = append(cases, []string{p})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, generated(t)...)
+	if len(cases) < 100 {
+		t.Fatalf("only %d cases", len(cases))
+	}
+	run := func(files []string, shards int, tableOnly bool) []byte {
+		var inputs []Input
+		for _, f := range files {
+			inputs = append(inputs, Input{Path: f})
+		}
+		res, err := Run(context.Background(), inputs, Options{Shards: shards, TableOnly: tableOnly, NoDecode: tableOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Close()
+		var out bytes.Buffer
+		if tableOnly {
+			err = res.WriteFlowTable(&out)
+		} else {
+			err = res.WriteJSON(&out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	conversations := 0
+	for _, files := range cases {
+		for _, tableOnly := range []bool{false, true} {
+			want := run(files, 1, tableOnly)
+			for _, shards := range []int{2, 3} {
+				if got := run(files, shards, tableOnly); !bytes.Equal(got, want) {
+					i := 0
+					for i < min(len(got), len(want)) && got[i] == want[i] {
+						i++
+					}
+					t.Errorf("%v, %d shards (table only %v): differs at byte %d:\n%s\nwant:\n%s", files, shards, tableOnly, i,
+						got[max(0, i-300):min(len(got), i+300)], want[max(0, i-300):min(len(want), i+300)])
+				}
+			}
+			if !tableOnly {
+				conversations += bytes.Count(want, []byte(`"conn_state"`))
+			}
+		}
+	}
+	if conversations < 5000 {
+		t.Errorf("only %d conversations compared", conversations)
+	}
+}
