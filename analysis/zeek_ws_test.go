@@ -44,9 +44,9 @@ func TestZeekWebSocketLog(t *testing.T) {
 					req, resp := u.Request.Headers, u.Response.Headers
 					got = append(got, map[string]string{
 						"id.orig_h": c.Client.Addr().String(), "id.resp_p": strconv.Itoa(int(c.Server.Port())),
-						"host": req["Host"], "uri": u.Request.URI, "user_agent": dash(req["User-Agent"]),
-						"subprotocol": dash(resp["Sec-WebSocket-Protocol"]), "client_protocols": dash(req["Sec-WebSocket-Protocol"]),
-						"server_extensions": dash(resp["Sec-WebSocket-Extensions"]), "client_extensions": dash(req["Sec-WebSocket-Extensions"]),
+						"host": req.Get("Host"), "uri": u.Request.URI, "user_agent": dash(req.Get("User-Agent")),
+						"subprotocol": dash(resp.Get("Sec-WebSocket-Protocol")), "client_protocols": dash(req.Get("Sec-WebSocket-Protocol")),
+						"server_extensions": dash(resp.Get("Sec-WebSocket-Extensions")), "client_extensions": dash(req.Get("Sec-WebSocket-Extensions")),
 					})
 				}
 			}

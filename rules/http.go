@@ -56,7 +56,7 @@ func answeredUpgrades(ups []upgrade) (n int, medianWait time.Duration) {
 // /ws?try=2", capped, with its Host.
 func requestText(m *http.Message) string {
 	s := m.Method + " " + capText(m.URI, 120)
-	if host := m.Headers["Host"]; host != "" {
+	if host := m.Headers.Get("Host"); host != "" {
 		s += " (Host " + capText(host, 80) + ")"
 	}
 	return s

@@ -36,7 +36,7 @@ func badAcceptIncident(up upgrade) *draft {
 	c, u := up.c, up.u
 	d := newDraft(High, "high")
 	d.flow(c)
-	key := u.Request.Headers["Sec-WebSocket-Key"]
+	key := u.Request.Headers.Get("Sec-WebSocket-Key")
 	req := d.cite(u.Request.End, "Upgrade request %s from client %s with Sec-WebSocket-Key %s", requestText(u.Request), c.Client, capText(key, 40))
 	got := "no Sec-WebSocket-Accept"
 	if u.Accept != "" {

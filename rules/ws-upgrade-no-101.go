@@ -97,7 +97,7 @@ func upgradeNo101Incident(in *Input, missing []unanswered, all []upgrade) *draft
 		d.flow(c)
 		waits = append(waits, u.Waited)
 		req := u.Request
-		requests = append(requests, d.cite(req.End, "Upgrade request %s from client %s (Sec-WebSocket-Key %s)", requestText(req), c.Client, capText(req.Headers["Sec-WebSocket-Key"], 40)))
+		requests = append(requests, d.cite(req.End, "Upgrade request %s from client %s (Sec-WebSocket-Key %s)", requestText(req), c.Client, capText(req.Headers.Get("Sec-WebSocket-Key"), 40)))
 		if len(u.FramesWithoutUpgrade) > 0 {
 			frameClients++
 			f := u.FramesWithoutUpgrade[0]

@@ -108,11 +108,11 @@ func okClause(ok int) string {
 func handshakeHeaders(m *http.Message) string {
 	var parts []string
 	for _, h := range []string{"Sec-WebSocket-Version", "Origin", "Sec-WebSocket-Protocol"} {
-		if v, ok := m.Headers[h]; ok {
+		if v, ok := m.Headers.Lookup(h); ok {
 			parts = append(parts, h+": "+capText(v, 80))
 		}
 	}
-	if _, ok := m.Headers["Sec-WebSocket-Key"]; !ok {
+	if _, ok := m.Headers.Lookup("Sec-WebSocket-Key"); !ok {
 		parts = append(parts, "no Sec-WebSocket-Key")
 	}
 	if len(parts) == 0 {
@@ -126,7 +126,7 @@ func handshakeHeaders(m *http.Message) string {
 func responseHeaders(m *http.Message) string {
 	var parts []string
 	for _, h := range []string{"Server", "Sec-WebSocket-Version", "Location", "Upgrade", "Connection"} {
-		if v, ok := m.Headers[h]; ok {
+		if v, ok := m.Headers.Lookup(h); ok {
 			parts = append(parts, h+": "+capText(v, 80))
 		}
 	}

@@ -21,13 +21,13 @@ import (
 func upgradeRequest(d time.Duration) *http.Message {
 	s := evidence.Stamp{Time: at(d), Ref: evidence.Ref{Source: "test.pcap", Packet: 4}}
 	return &http.Message{Start: s, End: s, Method: "GET", URI: "/ws", Version: "HTTP/1.1", Complete: true,
-		Headers: map[string]string{"Host": "example", "Upgrade": "websocket", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}}
+		Headers: http.Headers{{Name: "Host", Value: "example"}, {Name: "Upgrade", Value: "websocket"}, {Name: "Sec-WebSocket-Key", Value: "dGhlIHNhbXBsZSBub25jZQ=="}, {Name: "Sec-WebSocket-Version", Value: "13"}}}
 }
 
 // answer is a response with status at d.
 func answer(d time.Duration, status int, reason string) *http.Message {
 	s := evidence.Stamp{Time: at(d), Ref: evidence.Ref{Source: "test.pcap", Packet: 6}}
-	return &http.Message{Start: s, End: s, Version: "HTTP/1.1", Status: status, Reason: reason, Complete: true, Headers: map[string]string{}}
+	return &http.Message{Start: s, End: s, Version: "HTTP/1.1", Status: status, Reason: reason, Complete: true}
 }
 
 // wsInput is an Input whose conversations carry the given decodings, by

@@ -288,7 +288,7 @@ func (d *Decoder) headers(h *half, b []byte, loc evidence.Locator, base int) int
 	}
 	used := end + sepLen - prev
 	block := h.buf[:end]
-	msg := &Message{Start: h.start, HeaderBytes: end + sepLen, ContentLength: -1, Headers: map[string]string{}}
+	msg := &Message{Start: h.start, HeaderBytes: end + sepLen, ContentLength: -1}
 	h.buf = h.buf[:0]
 	if problem := parseHead(h.side, block, msg); problem != "" {
 		d.conv.Undecodable[h.side] = problem
@@ -382,10 +382,7 @@ func parseHead(side Side, block []byte, msg *Message) string {
 			}
 		}
 		if canon, ok := wantedHeaders[key]; ok {
-			if old, seen := msg.Headers[canon]; seen {
-				value = old + ", " + value
-			}
-			msg.Headers[canon] = strings.Clone(truncate(value, maxHeaderValue))
+			msg.Headers.add(canon, value, maxHeaderValue)
 		}
 	}
 	if len(lengths) > 0 {
@@ -454,8 +451,8 @@ func (d *Decoder) begin(h *half, msg *Message, at evidence.Stamp) {
 		x := &Exchange{Request: msg}
 		d.pending = append(d.pending, x)
 		if isUpgradeRequest(msg) {
-			d.upgrade = &UpgradeHandshake{Request: msg, Protocol: strings.ToLower(msg.Headers["Upgrade"])}
-			if key := msg.Headers["Sec-WebSocket-Key"]; key != "" {
+			d.upgrade = &UpgradeHandshake{Request: msg, Protocol: strings.ToLower(msg.Headers.Get("Upgrade"))}
+			if key := msg.Headers.Get("Sec-WebSocket-Key"); key != "" {
 				d.upgrade.ExpectedAccept = acceptFor(key)
 			}
 		}
@@ -524,7 +521,7 @@ func (d *Decoder) begin(h *half, msg *Message, at evidence.Stamp) {
 }
 
 func isUpgradeRequest(m *Message) bool {
-	return m.Headers["Upgrade"] != "" && strings.Contains(strings.ToLower(m.Headers["Connection"]), "upgrade")
+	return m.Headers.Get("Upgrade") != "" && strings.Contains(strings.ToLower(m.Headers.Get("Connection")), "upgrade")
 }
 
 // acceptFor is Sec-WebSocket-Accept for a key (RFC 6455 section 4.2.2).
@@ -578,7 +575,7 @@ func (d *Decoder) keep(x Exchange) {
 func (d *Decoder) switchProtocols(resp *Message) {
 	up := d.upgrade
 	if up == nil {
-		up = &UpgradeHandshake{Protocol: strings.ToLower(resp.Headers["Upgrade"])}
+		up = &UpgradeHandshake{Protocol: strings.ToLower(resp.Headers.Get("Upgrade"))}
 		if len(d.pending) > 0 {
 			up.Request = d.pending[0].Request
 		}
@@ -588,7 +585,7 @@ func (d *Decoder) switchProtocols(resp *Message) {
 	if up.Request != nil {
 		up.Waited = resp.Start.Time.Sub(up.Request.End.Time)
 	}
-	up.Accept = resp.Headers["Sec-WebSocket-Accept"]
+	up.Accept = resp.Headers.Get("Sec-WebSocket-Accept")
 	up.Verdict = VerdictOK
 	if up.Protocol == "websocket" && (up.Accept == "" || up.Accept != up.ExpectedAccept) {
 		up.Verdict = VerdictBadAccept
@@ -604,7 +601,7 @@ func (d *Decoder) switchProtocols(resp *Message) {
 		return
 	}
 	wsOpts := d.opts.WebSocket
-	if ext := resp.Headers["Sec-WebSocket-Extensions"]; ext != "" {
+	if ext := resp.Headers.Get("Sec-WebSocket-Extensions"); ext != "" {
 		wsOpts.Extensions = true
 		wsOpts.Deflate = parseDeflate(ext)
 	}

@@ -66,11 +66,11 @@ type Message struct {
 	// Headers holds the headers a postmortem needs (Host, Upgrade,
 	// Connection, Sec-WebSocket-*, Content-Length, Transfer-Encoding,
 	// User-Agent, X-Forwarded-For, Server, Location), values capped.
-	Headers       map[string]string `json:"headers,omitempty"`
-	HeaderBytes   int               `json:"header_bytes"`
-	BodyBytes     int64             `json:"body_bytes"`
-	ContentLength int64             `json:"content_length"`
-	Chunked       bool              `json:"chunked,omitempty"`
+	Headers       Headers `json:"headers,omitempty"`
+	HeaderBytes   int     `json:"header_bytes"`
+	BodyBytes     int64   `json:"body_bytes"`
+	ContentLength int64   `json:"content_length"`
+	Chunked       bool    `json:"chunked,omitempty"`
 	// Complete is false when the stream ended inside the message.
 	Complete bool `json:"complete"`
 	// Flags name oddities: content-length-and-chunked (a request smuggling

@@ -241,7 +241,7 @@ func TestResultKeepsNoHeaderBlock(t *testing.T) {
 	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 2<<20 {
 		t.Errorf("1,000 decoded requests hold %d KiB: the header blocks are kept", grown>>10)
 	}
-	if x := kept[999].Exchanges[0]; x.Request.URI != "/page?id=1" || x.Request.Headers["User-Agent"] != "test" || x.Response.Status != 200 {
+	if x := kept[999].Exchanges[0]; x.Request.URI != "/page?id=1" || x.Request.Headers.Get("User-Agent") != "test" || x.Response.Status != 200 {
 		t.Errorf("exchange %+v", x)
 	}
 	runtime.KeepAlive(kept)
