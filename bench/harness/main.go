@@ -41,6 +41,7 @@ var shapes = []shape{
 	{"http", []string{"tcp-clean"}, []string{"zeek/testing/btest/Traces/wikipedia.pcap"}},
 	{"websocket", []string{"ws-echo", "ws-deflate"}, []string{"zeek/testing/btest/Traces/websocket/wstunnel-https.pcap", "zeek/testing/btest/Traces/websocket/jupyter-websocket.pcap"}},
 	{"synstorm", []string{"syn-backlog"}, []string{"zeek/testing/btest/Traces/rotation.pcap", "zeek/testing/btest/Traces/nmap-vsn.pcap"}},
+	{"long", []string{"zero-window", "zero-window-slow-reader", "zero-window-stall"}, []string{"zeek/testing/btest/Traces/http/206_example_b.pcap", "zeek/testing/btest/Traces/ssh/ssh.client-side-half-duplex.pcap"}},
 	{"mixed", []string{"tcp-clean", "ws-echo", "syn-backlog", "zero-window", "close-wait"}, []string{"zeek/testing/btest/Traces/wikipedia.pcap", "zeek/testing/btest/Traces/http/206_example_b.pcap", "zeek/testing/btest/Traces/websocket/wstunnel-ssh.pcap", "zeek/testing/btest/Traces/nmap-vsn.pcap"}},
 }
 
@@ -100,7 +101,7 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per tool (the median is reported)")
 	concurrent := flag.Int("concurrent", 1000, "conversations live at once in the generated captures")
 	stretch := flag.Float64("stretch", 1, "multiply the seed conversations' packet times by this (1: loopback speed, 100,000 conversations in a fraction of a second; 10000: a 4 ms conversation lasts 40 s, as behind a busy server)")
-	only := flag.String("shapes", "", "comma-separated shapes to run (default all: http,websocket,synstorm,mixed)")
+	only := flag.String("shapes", "", "comma-separated shapes to run (default all: http,websocket,synstorm,long,mixed)")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	keep := flag.Bool("keep", false, "keep the generated captures")
 	flag.Parse()
