@@ -156,7 +156,7 @@ func (s *stream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.Assembl
 		s.t.stats.LateStreamBytes += int64(length)
 		return
 	}
-	s.loc.sg = sg
+	s.loc.sg, s.loc.n, s.loc.state = sg, length, 0
 	if skip > 0 {
 		s.t.stats.ReassemblyGaps++
 		s.t.stats.ReassemblyGapBytes += int64(skip)
@@ -196,11 +196,28 @@ func (c *conn) endSink() {
 type sgLocator struct {
 	t  *Tracker
 	sg reassembly.ScatterGather
+	n  int // bytes in sg
+	// state is 0 until the first question, then 1 when sg holds one
+	// chunk (every byte came in the packet one names: a decoder asks
+	// about each frame of a chatty WebSocket, and reassembly walks its
+	// chunks at each question), 2 when it holds several.
+	state uint8
+	one   evidence.Stamp
 }
 
 func (l *sgLocator) At(offset int) evidence.Stamp {
 	if l.sg == nil {
 		return evidence.Stamp{}
+	}
+	if l.state == 0 {
+		l.state = 2
+		if l.sg.Stats().Chunks == 1 {
+			ci := l.sg.CaptureInfo(0)
+			l.state, l.one = 1, evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}
+		}
+	}
+	if l.state == 1 && offset >= 0 && offset < l.n {
+		return l.one
 	}
 	ci := l.sg.CaptureInfo(offset)
 	return evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}

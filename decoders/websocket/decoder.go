@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -19,8 +20,14 @@ type Decoder struct {
 	opts Options
 	dirs [2]direction
 	sum  Summary
-	// firstHalf and ring keep the first and last messages.
+	// ring is where the next message goes once Messages is full: the
+	// first half of the cap stays, the rest is a ring of the most recent,
+	// put in order by Summary.
 	ring int
+	// frames counts whole frames by side and opcode; Summary turns it
+	// into Summary.Frames (a map lookup with a built key per frame cost
+	// more than the rest of a small frame's decoding).
+	frames [2][16]int64
 }
 
 // direction is one side's frame parser state.
@@ -41,8 +48,11 @@ type direction struct {
 	offset    int64 // payload bytes of the frame seen so far (unmask index)
 	start     evidence.Stamp
 	control   []byte // control frame payload (at most 125 bytes kept)
-	// Current message (data frames).
+	// Current message (data frames): msg points at cur while one is open;
+	// spare is a payload buffer free for the next one.
 	msg        *Message
+	cur        Message
+	spare      []byte
 	compressed []byte // deflated payload held for inflation
 	tooBig     bool
 	// dict is the inflater's context (the last window of output) when
@@ -69,10 +79,22 @@ func NewDecoder(opts Options) *Decoder {
 // are included as they are.
 func (d *Decoder) Summary() *Summary {
 	for i := range d.dirs {
-		if m := d.dirs[i].msg; m != nil {
-			d.keepMessage(*m)
-			d.dirs[i].msg = nil
+		if d.dirs[i].msg != nil {
+			d.keepCurrent(&d.dirs[i])
 		}
+	}
+	for side := range d.frames {
+		for op, n := range d.frames[side] {
+			if n > 0 {
+				d.sum.Frames[Side(side).String()+" "+OpcodeName(uint8(op))] = n
+			}
+		}
+	}
+	if d.ring != 0 {
+		tail := d.sum.Messages[d.opts.MaxMessages/2:]
+		ordered := append(slices.Clone(tail[d.ring:]), tail[:d.ring]...)
+		copy(tail, ordered)
+		d.ring = 0
 	}
 	// A copy: the caller keeps the summary after the conversation ends,
 	// and a pointer into the decoder would keep the decoder with it (its
@@ -123,8 +145,7 @@ func (d *Decoder) Gap(from Side, missing int, at evidence.Stamp) {
 	}
 	if dir.msg != nil {
 		dir.msg.Error = fmt.Sprintf("%d bytes missing from the capture", missing)
-		d.keepMessage(*dir.msg)
-		dir.msg = nil
+		d.keepCurrent(dir)
 	}
 	dir.inFrame, dir.nhead, dir.resync, dir.skipped = false, 0, true, 0
 	dir.compressed, dir.dict = nil, nil
@@ -295,14 +316,14 @@ func (d *Decoder) startFrame(dir *direction, at evidence.Stamp) {
 	case OpText, OpBinary:
 		if dir.msg != nil {
 			d.violation(dir, dir.start, "new-message-inside-fragmented", "a new data frame before the fragmented message's last frame")
-			d.keepMessage(*dir.msg)
+			d.keepCurrent(dir)
 		}
-		dir.msg = &Message{From: dir.side, Opcode: name, Start: dir.start, Compressed: dir.rsv&4 != 0 && d.opts.Deflate != nil}
+		d.openMessage(dir, Message{From: dir.side, Opcode: name, Start: dir.start, Compressed: dir.rsv&4 != 0 && d.opts.Deflate != nil})
 		dir.compressed, dir.tooBig = dir.compressed[:0], false
 	case OpContinuation:
 		if dir.msg == nil {
 			d.violation(dir, dir.start, "unexpected-continuation", "a continuation frame with no message to continue")
-			dir.msg = &Message{From: dir.side, Opcode: name, Start: dir.start}
+			d.openMessage(dir, Message{From: dir.side, Opcode: name, Start: dir.start})
 		}
 	}
 	if dir.msg != nil && !isControl {
@@ -369,7 +390,7 @@ func (d *Decoder) endFrame(dir *direction, at evidence.Stamp) {
 	dir.inFrame = false
 	// Frames count when whole: one cut by the end of the stream is a
 	// truncated-frame violation instead.
-	d.sum.Frames[dir.side.String()+" "+OpcodeName(dir.opcode)]++
+	d.frames[dir.side][dir.opcode&15]++
 	switch dir.opcode {
 	case OpClose:
 		d.closeFrame(dir, at)
@@ -387,8 +408,7 @@ func (d *Decoder) endFrame(dir *direction, at evidence.Stamp) {
 			if m.Opcode == "text" && !m.Compressed && !m.PayloadTruncated && !utf8.Valid(m.Payload) {
 				d.violation(dir, m.Start, "bad-text-utf8", "a text message that is not valid UTF-8")
 			}
-			d.keepMessage(*m)
-			dir.msg = nil
+			d.keepCurrent(dir)
 		}
 	}
 }
@@ -609,18 +629,48 @@ func windowBits(df *Deflate, side Side) int {
 	return bits
 }
 
+// openMessage starts the direction's current message, its payload
+// written into the spare buffer when there is one.
+func (d *Decoder) openMessage(dir *direction, m Message) {
+	m.Payload, dir.spare = dir.spare, nil
+	dir.cur = m
+	dir.msg = &dir.cur
+}
+
+// keepCurrent stores the direction's current message and closes it; its
+// payload buffer is the next message's when keepMessage copied it.
+func (d *Decoder) keepCurrent(dir *direction) {
+	if d.keepMessage(dir.cur) {
+		dir.spare = dir.cur.Payload[:0]
+	}
+	dir.msg, dir.cur = nil, Message{}
+}
+
 // keepMessage stores a message: the first half of the cap, then a ring of
 // the most recent.
-func (d *Decoder) keepMessage(m Message) {
+// It reports whether it copied m's payload, leaving m's buffer free.
+func (d *Decoder) keepMessage(m Message) bool {
+	if len(m.Payload) == 0 {
+		m.Payload = nil // as a message that never had a payload byte
+	}
 	limit := d.opts.MaxMessages
 	if len(d.sum.Messages) < limit {
 		d.sum.Messages = append(d.sum.Messages, m)
-		return
+		return false
 	}
-	half := limit / 2
-	copy(d.sum.Messages[half:], d.sum.Messages[half+1:])
-	d.sum.Messages[limit-1] = m
+	// A ring, not a shift: a long conversation's every message would
+	// otherwise move the whole tail (kilobytes).
+	tail := d.sum.Messages[limit/2:]
+	// The message it replaces lends its payload buffer: the message being
+	// decoded keeps its own for the next one (see endFrame).
+	old := tail[d.ring].Payload
+	tail[d.ring] = m
+	if m.Payload != nil {
+		tail[d.ring].Payload = append(old[:0], m.Payload...)
+	}
+	d.ring = (d.ring + 1) % len(tail)
 	d.sum.MessagesOmitted++
+	return true
 }
 
 const maxViolations = 64

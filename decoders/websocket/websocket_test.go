@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,35 @@ func TestSummaryLetsTheDecoderGo(t *testing.T) {
 	}
 	if len(s.Messages) != 2 || string(s.Messages[0].Payload) != msgs[0] {
 		t.Errorf("summary after the decoder went: %+v", s.Messages)
+	}
+}
+
+// TestMessageCapKeepsFirstAndLast: past MaxMessages a conversation keeps
+// its first messages (how it started) and its most recent (how it ended),
+// in order, and counts the rest; Summary may be asked for more than once.
+func TestMessageCapKeepsFirstAndLast(t *testing.T) {
+	for _, total := range []int{3, 8, 9, 13, 200, 201} {
+		d := NewDecoder(Options{MaxMessages: 8, PayloadBytes: 16})
+		var stream []byte
+		for i := range total {
+			stream = append(stream, frame(true, 0, OpText, []byte(strconv.Itoa(i)), nil)...)
+		}
+		feed(d, Server, stream, 5)
+		var want []string
+		for i := range total {
+			if total <= 8 || i < 4 || i >= total-4 {
+				want = append(want, strconv.Itoa(i))
+			}
+		}
+		for range 2 {
+			s := d.Summary()
+			var got []string
+			for _, m := range s.Messages {
+				got = append(got, string(m.Payload))
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") || s.MessagesOmitted != int64(max(0, total-8)) {
+				t.Errorf("%d messages: kept %v (%d omitted), want %v (%d)", total, got, s.MessagesOmitted, want, max(0, total-8))
+			}
+		}
 	}
 }
