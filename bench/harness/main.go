@@ -39,7 +39,7 @@ type shape struct {
 
 var shapes = []shape{
 	{"http", []string{"tcp-clean"}, []string{"zeek/testing/btest/Traces/wikipedia.pcap"}},
-	{"websocket", []string{"ws-echo", "ws-deflate"}, []string{"zeek/testing/btest/Traces/websocket/wstunnel-https.pcap", "zeek/testing/btest/Traces/websocket/jupyter-websocket.pcap"}},
+	{"websocket", []string{"ws-chatty"}, []string{"zeek/testing/btest/Traces/websocket/wstunnel-https.pcap", "zeek/testing/btest/Traces/websocket/jupyter-websocket.pcap"}},
 	{"synstorm", []string{"syn-backlog"}, []string{"zeek/testing/btest/Traces/rotation.pcap", "zeek/testing/btest/Traces/nmap-vsn.pcap"}},
 	{"long", []string{"zero-window", "zero-window-slow-reader", "zero-window-stall"}, []string{"zeek/testing/btest/Traces/http/206_example_b.pcap", "zeek/testing/btest/Traces/ssh/ssh.client-side-half-duplex.pcap"}},
 	{"mixed", []string{"tcp-clean", "ws-echo", "syn-backlog", "zero-window", "close-wait"}, []string{"zeek/testing/btest/Traces/wikipedia.pcap", "zeek/testing/btest/Traces/http/206_example_b.pcap", "zeek/testing/btest/Traces/websocket/wstunnel-ssh.pcap", "zeek/testing/btest/Traces/nmap-vsn.pcap"}},

@@ -103,9 +103,13 @@ func (o *Options) defaults() {
 		o.MaxDecompressed = 16 << 20
 	}
 	if o.MaxMessages <= 0 {
-		o.MaxMessages = 64
+		o.MaxMessages = DefaultMaxMessages
 	}
 }
+
+// DefaultMaxMessages is how many messages a conversation keeps by default:
+// the first half and the most recent half.
+const DefaultMaxMessages = 64
 
 // Message is one text or binary message, possibly fragmented.
 type Message struct {

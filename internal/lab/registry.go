@@ -50,6 +50,8 @@ var registry = []Scenario{
 		Description: "The server answers one upgrade with 400 and another with 403."},
 	{Name: "ws-bad-accept", Net: 26, Tools: []string{"strace"}, run: runWSBadAccept,
 		Description: "The server answers 101 with a wrong Sec-WebSocket-Accept; the client fails the connection."},
+	{Name: "ws-chatty", Net: 28, run: runWSChatty,
+		Description: "Two long WebSocket conversations of 400 small text messages each way (60-200 bytes) through a coder/websocket echo, one with permessage-deflate and context takeover, one without; clean close 1000."},
 	{Name: "ws-abnormal-close", Net: 27, run: runWSAbnormalClose,
 		Description: "After a 101 and one echo the server closes c1's TCP connection without a close handshake, and closes c2 with code 1011."},
 

@@ -566,6 +566,42 @@ func runWSDeflateNoContext(e *Env) error {
 	return e.echoScenario(websocket.CompressionNoContextTakeover, true, "/echo")
 }
 
+// chattyMessages are n text messages of 60 to 200 bytes, the same every
+// run: a chat or a market feed rather than a demo, and about half long
+// enough for coder/websocket to compress when permessage-deflate is on.
+func chattyMessages(n int) []wsMessage {
+	out := make([]wsMessage, n)
+	for i := range out {
+		text := fmt.Sprintf(`{"seq":%d,"user":"u%d","text":"%s"}`, i, i%7, strings.ReplaceAll(string(body(60+(i*37)%141)), "\n", " "))
+		out[i] = wsMessage{websocket.MessageText, [][]byte{[]byte(text)}}
+	}
+	return out
+}
+
+// runWSChatty: two long WebSocket conversations of small messages, one
+// with permessage-deflate and context takeover, one without: past the
+// decoder's message cap, and the seed of the benchmarks' WebSocket-heavy
+// captures.
+func runWSChatty(e *Env) error {
+	server := e.AddrPort(hostServer, 8080)
+	if err := e.echoServer(server, websocket.CompressionContextTakeover); err != nil {
+		return err
+	}
+	cap, err := e.startCapture(captureSpec{File: "capture.pcap"})
+	if err != nil {
+		return err
+	}
+	for i, mode := range []websocket.CompressionMode{websocket.CompressionContextTakeover, websocket.CompressionDisabled} {
+		conv, err := e.echoConversation(fmt.Sprintf("c%d", i+1), "chatty WebSocket client", server, "/echo", mode, chattyMessages(400), true)
+		if err != nil {
+			return err
+		}
+		e.AddConversation(conv)
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cap.stop()
+}
+
 func runWSAbnormalClose(e *Env) error {
 	if err := e.echoScenario(websocket.CompressionDisabled, false, "/abort", "/fail"); err != nil {
 		return err
