@@ -36,6 +36,10 @@ type conn struct {
 	sink     Sink
 	sinkDone bool
 	stream   *stream
+	// reassembling is set once a packet with data, a FIN or a RST went to
+	// reassembly; until then its SYNs wait in heldSYNs.
+	reassembling bool
+	heldSYNs     []heldSYN
 
 	keyRing int
 	// last is the latest packet, kept raw: it becomes a KeyPacket only if

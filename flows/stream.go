@@ -71,11 +71,53 @@ func newAssembler(t *Tracker) *reassembly.Assembler {
 
 // reassemble hands a packet that carries stream data or ends a direction
 // to gopacket's reassembly. Pure ACKs carry nothing for the sinks and are
-// skipped: that halves the work on bulk transfers.
+// skipped: that halves the work on bulk transfers. SYNs are held until the
+// conversation's first packet with data, a FIN or a RST, then handed over
+// first, in their order: a conversation of SYNs alone (a SYN storm, a scan)
+// never becomes a reassembly connection, which would stay in the pool,
+// swept every second, until the idle timeout.
 func (t *Tracker) reassemble(c *conn, seg *segment, p *capture.Packet, fromClient bool) {
-	if seg.payloadLen == 0 && seg.flags&(flagSYN|flagFIN|flagRST) == 0 {
+	if seg.payloadLen == 0 && seg.flags&(flagFIN|flagRST) == 0 && (seg.flags&flagSYN == 0 || !c.reassembling) {
+		// Past a few, more SYNs of the same conversation change nothing in
+		// reassembly (a synchronised half drops them).
+		if seg.flags&flagSYN != 0 && len(t.dec.tcp.Contents) >= 20 && len(c.heldSYNs) < maxHeldSYNs {
+			h := heldSYN{fromClient: fromClient, ci: t.captureInfo(p)}
+			copy(h.header[:], t.dec.tcp.Contents[:20])
+			c.heldSYNs = append(c.heldSYNs, h)
+		}
 		return
 	}
+	if !c.reassembling {
+		c.reassembling = true
+		for i := range c.heldSYNs {
+			h := &c.heldSYNs[i]
+			// The fixed header alone: reassembly reads no option.
+			h.header[12] = 5<<4 | h.header[12]&0x0f
+			if t.synTCP.DecodeFromBytes(h.header[:], gopacket.NilDecodeFeedback) == nil {
+				t.assemble(c, h.fromClient, &t.synTCP, h.ci)
+			}
+		}
+		c.heldSYNs = nil
+	}
+	t.assemble(c, fromClient, &t.dec.tcp, t.captureInfo(p))
+}
+
+const maxHeldSYNs = 16
+
+// heldSYN is a SYN waiting for its conversation's first data (see
+// reassemble): its fixed TCP header and where it was captured.
+type heldSYN struct {
+	fromClient bool
+	header     [20]byte
+	ci         gopacket.CaptureInfo
+}
+
+func (t *Tracker) captureInfo(p *capture.Packet) gopacket.CaptureInfo {
+	return gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: p.OrigLen, InterfaceIndex: t.packetKey(p.Ref)}
+}
+
+// assemble hands one segment of c to reassembly.
+func (t *Tracker) assemble(c *conn, fromClient bool, tcp *layers.TCP, ci gopacket.CaptureInfo) {
 	from := Server
 	if fromClient {
 		from = Client
@@ -84,9 +126,9 @@ func (t *Tracker) reassemble(c *conn, seg *segment, p *capture.Packet, fromClien
 	binary.BigEndian.PutUint64(src[:], uint64(c.conv.ID)<<1|uint64(from))
 	binary.BigEndian.PutUint64(dst[:], uint64(c.conv.ID)<<1|uint64(from.Other()))
 	flow := gopacket.NewFlow(convEndpoint, src[:], dst[:])
-	t.ctx.ci = gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: p.OrigLen, InterfaceIndex: t.packetKey(p.Ref)}
+	t.ctx.ci = ci
 	t.ctx.c, t.ctx.from = c, from
-	t.asm.AssembleWithContext(flow, &t.dec.tcp, &t.ctx)
+	t.asm.AssembleWithContext(flow, tcp, &t.ctx)
 }
 
 // packetKey packs a packet's file and number into the one integer that

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/reassembly"
 
 	"wiremortem/evidence"
@@ -126,6 +127,8 @@ type Tracker struct {
 	lastSweep time.Time
 	asm       *reassembly.Assembler
 	ctx       asmContext
+	// synTCP is where a held SYN is decoded again (see reassemble).
+	synTCP layers.TCP
 	// files and fileIndex name the capture files behind packet keys (see
 	// packetKey).
 	files     []string
