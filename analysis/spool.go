@@ -1,8 +1,8 @@
 package analysis
 
 import (
-	"errors"
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
