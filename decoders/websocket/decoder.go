@@ -492,9 +492,9 @@ func (d *Decoder) inflate(dir *direction, m *Message) {
 		return
 	}
 	in := append(dir.compressed, 0x00, 0x00, 0xff, 0xff)
-	inflater := getInflater(in, dir.dict)
-	defer inflaters.Put(inflater)
 	window := 1 << windowBits(d.opts.Deflate, dir.side)
+	inflater := getInflater(in, dir.dict[max(0, len(dir.dict)-window):])
+	defer inflaters.Put(inflater)
 	scratch := getScratch()
 	defer putScratch(scratch)
 	n, err := readAll(scratch, io.LimitReader(inflater.r, d.opts.MaxDecompressed+1))
@@ -547,21 +547,26 @@ func putScratch(b *[]byte) {
 	}
 }
 
-// slideWindow returns the last window bytes of dict followed by p, reusing
-// dict's array while it stays small: a direction with context takeover
-// holds one window, not one per message.
+// slideWindow appends p to the history dict and returns it; the inflate
+// window is its last window bytes. Older bytes are dropped only when the
+// buffer is full, and it keeps a quarter of a window of room beyond the
+// window: each byte is moved a few times, not once per message (a chatty
+// conversation's messages are far smaller than the 32 KiB window, which
+// a shift per message moved whole).
 func slideWindow(dict, p []byte, window int) []byte {
 	if len(p) >= window {
 		return append(dict[:0], p[len(p)-window:]...)
 	}
-	if keep := window - len(p); len(dict) > keep {
-		dict = dict[:copy(dict, dict[len(dict)-keep:])]
+	if keep := window - len(p); len(dict)+len(p) > cap(dict) && len(dict) > keep {
+		if room := window + window/4; cap(dict) < room {
+			grown := make([]byte, keep, room)
+			copy(grown, dict[len(dict)-keep:])
+			dict = grown
+		} else {
+			dict = dict[:copy(dict, dict[len(dict)-keep:])]
+		}
 	}
-	dict = append(dict, p...)
-	if cap(dict) > 2*window {
-		dict = append([]byte(nil), dict...)
-	}
-	return dict
+	return append(dict, p...)
 }
 
 // inflater is a pooled decompressor: its 32 KiB window and tables are

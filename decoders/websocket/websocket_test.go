@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
@@ -311,6 +312,56 @@ func TestMessageCapKeepsFirstAndLast(t *testing.T) {
 			if strings.Join(got, ",") != strings.Join(want, ",") || s.MessagesOmitted != int64(max(0, total-8)) {
 				t.Errorf("%d messages: kept %v (%d omitted), want %v (%d)", total, got, s.MessagesOmitted, want, max(0, total-8))
 			}
+		}
+	}
+}
+
+// TestSlideWindowKeepsTheLastWindow: whatever the sizes of the messages,
+// the last window bytes of the history are those of the whole output, and
+// the buffer stays within twice the window.
+func TestSlideWindowKeepsTheLastWindow(t *testing.T) {
+	const window = 1 << 10
+	var dict, all []byte
+	for i := range 3000 {
+		n := (i * 7919) % 300
+		if i%97 == 0 {
+			n = window + i%5 // bigger than the window now and then
+		}
+		p := make([]byte, n)
+		for k := range p {
+			p[k] = byte(i + k)
+		}
+		all = append(all, p...)
+		dict = slideWindow(dict, p, window)
+		got := dict[max(0, len(dict)-window):]
+		want := all[max(0, len(all)-window):]
+		if !bytes.Equal(got, want) {
+			t.Fatalf("after message %d (%d bytes) the window differs", i, n)
+		}
+		if cap(dict) > 2*window+300 {
+			t.Fatalf("after message %d the buffer holds %d bytes for a %d-byte window", i, cap(dict), window)
+		}
+	}
+}
+
+// BenchmarkChattyDeflate decodes a long permessage-deflate conversation
+// of small messages with context takeover: past the first 32 KiB of
+// output every message inflates against a full window.
+func BenchmarkChattyDeflate(b *testing.B) {
+	msgs := make([]string, 5000)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf(`{"seq":%d,"user":"u%d","text":"%s"}`, i, i%7, strings.Repeat("chatty words ", 5+i%10))
+	}
+	var stream []byte
+	for _, c := range deflate(&testing.T{}, msgs, true) {
+		stream = append(stream, frame(true, 4, OpText, c, nil)...)
+	}
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		d := NewDecoder(Options{Extensions: true, Deflate: &Deflate{}})
+		feed(d, Server, stream, 1400)
+		if s := d.Summary(); s.MessagesOmitted != int64(len(msgs)-DefaultMaxMessages) || len(s.Violations) > 0 {
+			b.Fatalf("%d omitted, violations %v", s.MessagesOmitted, s.Violations)
 		}
 	}
 }
