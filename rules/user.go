@@ -241,11 +241,17 @@ func userThresholds(n *yaml.Node) ([]Param, error) {
 		return nil, &lineError{n.Line, "want a mapping of name: default"}
 	}
 	var out []Param
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
 		if !validParam.MatchString(k.Value) {
 			return nil, &lineError{k.Line, fmt.Sprintf("%q: use lower-case words joined by '_'", k.Value)}
 		}
+		// YAML's decoder lets a flow mapping repeat a key ({a: 1, a: 2}).
+		if seen[k.Value] {
+			return nil, &lineError{k.Line, k.Value + " is given twice"}
+		}
+		seen[k.Value] = true
 		raw, err := yamlValue(v)
 		if err != nil {
 			return nil, &lineError{k.Line, k.Value + ": " + err.Error()}

@@ -128,6 +128,7 @@ func TestUserRuleErrors(t *testing.T) {
 		{"duration against a number", rule("    when: handshake.wait > 3", "    summary: s"), ":5: rule my-rule: when: invalid operation: > (mismatched types time.Duration and int)"},
 		{"misspelt threshold", rule("    thresholds:", "      slow: 1s", "    when: handshake.wait > threshold.slw", "    summary: s"), ":7: rule my-rule: when: threshold has no field slw"},
 		{"bad threshold", rule("    thresholds:", "      slow: fast", "    when: true", "    summary: s"), `:6: rule my-rule: thresholds: slow: "fast" is not a duration (2s), count (5)`},
+		{"threshold twice", rule("    thresholds: {slow: 1s, slow: 2s}", "    when: true", "    summary: s"), ":5: rule my-rule: thresholds: slow is given twice"},
 		{"bad summary", rule("    when: true", "    summary: '${clint} x'"), ":6: rule my-rule: summary: ${clint}: unknown name clint"},
 		{"unclosed template", rule("    when: true", "    summary: '${client x'"), `:6: rule my-rule: summary: unclosed ${ in "${client x"`},
 		{"bad next", rule("    when: true", "    summary: s", "    next:", "      - '${nope}'"), ":8: rule my-rule: next: ${nope}: unknown name nope"},
