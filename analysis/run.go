@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -253,47 +255,56 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// reportConversations picks the conversations the HTML report draws when
-// there are more than max: those an incident cites first (their ladders
-// and charts need them), then those that did not end cleanly (reset, zero
-// window, not SF), then the rest, each group in ID order; returned in ID
-// order. The JSON document lists every conversation regardless.
+// reportConversations picks the conversations the HTML report draws
+// (ByInterest); the JSON document lists every conversation regardless.
 func reportConversations(convs []*flows.Conversation, decoded map[int]*http.Conversation, incidents []rules.Incident, max int) []Conversation {
-	chosen := convs
-	if len(convs) > max {
-		cited := map[int]bool{}
-		for _, inc := range incidents {
-			for _, f := range inc.Flows {
-				cited[f.Conversation] = true
-			}
-		}
-		rank := func(c *flows.Conversation) int {
-			switch {
-			case cited[c.ID]:
-				return 0
-			case c.FromClient.RSTs+c.FromServer.RSTs > 0 || len(c.ZeroWindows) > 0 || c.ConnState != "SF":
-				return 1
-			}
-			return 2
-		}
-		chosen = make([]*flows.Conversation, 0, max)
-		for r := 0; r <= 2 && len(chosen) < max; r++ {
-			for _, c := range convs {
-				if rank(c) == r {
-					chosen = append(chosen, c)
-					if len(chosen) == max {
-						break
-					}
-				}
-			}
-		}
-		sort.Slice(chosen, func(i, j int) bool { return chosen[i].ID < chosen[j].ID })
-	}
+	chosen := ByInterest(convs, func(c *flows.Conversation) *flows.Conversation { return c }, CitedConversations(incidents), max)
 	out := make([]Conversation, len(chosen))
 	for i, c := range chosen {
 		out[i] = Conversation{Conversation: c, HTTP: decoded[c.ID]}
 	}
 	return out
+}
+
+// CitedConversations returns the IDs of the conversations incidents cite.
+func CitedConversations(incidents []rules.Incident) map[int]bool {
+	cited := map[int]bool{}
+	for _, inc := range incidents {
+		for _, f := range inc.Flows {
+			cited[f.Conversation] = true
+		}
+	}
+	return cited
+}
+
+// ByInterest returns at most max of items, given in ID order, in ID order:
+// the conversations incidents cite first (their ladders and charts need
+// them), then those that did not end cleanly (reset, zero window, not
+// SF), then the rest, each group in ID order. conv gives an item's
+// conversation, cited the conversations incidents cite
+// (CitedConversations). The document's report conversations and the
+// report's table are both chosen this way.
+func ByInterest[T any](items []T, conv func(T) *flows.Conversation, cited map[int]bool, max int) []T {
+	if len(items) <= max {
+		return items
+	}
+	var groups [3][]T
+	for _, x := range items {
+		c, rank := conv(x), 2
+		switch {
+		case cited[c.ID]:
+			rank = 0
+		case c.FromClient.RSTs+c.FromServer.RSTs > 0 || len(c.ZeroWindows) > 0 || c.ConnState != "SF":
+			rank = 1
+		}
+		groups[rank] = append(groups[rank], x)
+	}
+	chosen := make([]T, 0, max)
+	for _, g := range groups {
+		chosen = append(chosen, g[:min(len(g), max-len(chosen))]...)
+	}
+	slices.SortFunc(chosen, func(x, y T) int { return cmp.Compare(conv(x).ID, conv(y).ID) })
+	return chosen
 }
 
 // captureEnd is the time of the last packet of any capture (TCP or not):

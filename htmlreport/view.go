@@ -11,6 +11,7 @@ import (
 
 	"wiremortem/analysis"
 	"wiremortem/evidence"
+	"wiremortem/flows"
 	"wiremortem/rules"
 )
 
@@ -183,7 +184,7 @@ func buildPage(doc *analysis.Document, opts Options) *page {
 	}
 	p.Timeline = b.timeline()
 	incidents := sortedIncidents(doc.Incidents)
-	p.Table = b.conversationTable(incidents)
+	p.Table = b.conversationTable()
 	for i, inc := range incidents {
 		p.Incidents = append(p.Incidents, b.incidentCard(i, inc, p.Table))
 	}
@@ -314,33 +315,10 @@ func conversationAnchor(id int) string { return "conversation-" + strconv.Itoa(i
 // conversationTable lists the conversations, capped: those an incident
 // cites first, then those that ended badly (reset, zero window, not a
 // clean SF), then the rest, each group in ID order; shown in ID order.
-func (b *builder) conversationTable(incidents []*rules.Incident) conversationTable {
-	cited := map[int]bool{}
-	for _, inc := range incidents {
-		for _, f := range inc.Flows {
-			cited[f.Conversation] = true
-		}
-	}
-	convs := b.doc.Conversations
+func (b *builder) conversationTable() conversationTable {
 	t := conversationTable{Total: b.doc.Summary.Conversations}
-	rank := func(c analysis.Conversation) int {
-		switch {
-		case cited[c.ID]:
-			return 0
-		case c.FromClient.RSTs+c.FromServer.RSTs > 0 || len(c.ZeroWindows) > 0 || c.ConnState != "SF":
-			return 1
-		}
-		return 2
-	}
-	chosen := make([]analysis.Conversation, len(convs))
-	copy(chosen, convs)
-	if len(chosen) > b.opts.MaxTableRows {
-		slices.SortStableFunc(chosen, func(x, y analysis.Conversation) int {
-			return cmp.Or(cmp.Compare(rank(x), rank(y)), cmp.Compare(x.ID, y.ID))
-		})
-		chosen = chosen[:b.opts.MaxTableRows]
-		slices.SortFunc(chosen, func(x, y analysis.Conversation) int { return cmp.Compare(x.ID, y.ID) })
-	}
+	cited := analysis.CitedConversations(b.doc.Incidents)
+	chosen := analysis.ByInterest(b.doc.Conversations, func(c analysis.Conversation) *flows.Conversation { return c.Conversation }, cited, b.opts.MaxTableRows)
 	if len(chosen) < t.Total {
 		t.Note = fmt.Sprintf("Showing %s of %s conversations: those an incident cites first, then those that did not close cleanly. All of them are in the JSON document (wiremortem analyze --json).",
 			thousands(int64(len(chosen))), thousands(int64(t.Total)))
