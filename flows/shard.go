@@ -85,7 +85,12 @@ type listenerLog struct {
 	first map[netip.AddrPort]int64
 }
 
+// add records a SYN-ACK from a in packet idx, if it is a's first. Only the
+// dispatcher writes, so it may read without the lock.
 func (l *listenerLog) add(a netip.AddrPort, idx int64) {
+	if _, seen := l.first[a]; seen {
+		return
+	}
 	l.mu.Lock()
 	l.first[a] = idx
 	l.mu.Unlock()
@@ -198,10 +203,7 @@ func (t *Tracker) runSharded(src PacketSource) error {
 			batches[i] = get()
 		}
 		if flags&(flagSYN|flagACK) == flagSYN|flagACK {
-			if _, seen := t.listeners[src]; !seen {
-				t.listeners[src] = struct{}{}
-				log.add(src, t.idx)
-			}
+			log.add(src, t.idx)
 		}
 	}
 	for i, q := range queues {
