@@ -551,6 +551,7 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 			}
 			return
 		}
+		c.Trim()
 		convs = append(convs, c)
 		if hs, ok := sink.(*httpSink); ok {
 			if r := hs.result(); r != nil {

@@ -110,6 +110,31 @@ type Conversation struct {
 	Anomalies map[string]int64 `json:"anomalies,omitempty"`
 }
 
+// Trim gives back the spare capacity of c's lists (a SYN-only
+// conversation keeps 1 of the 8 key packets allocated for a short one),
+// for a caller that keeps conversations after they finish. The content is
+// unchanged.
+func (c *Conversation) Trim() {
+	c.KeyPackets = trimmed(c.KeyPackets)
+	c.Windows.Client = trimmed(c.Windows.Client)
+	c.Windows.Server = trimmed(c.Windows.Server)
+	c.ZeroWindows = trimmed(c.ZeroWindows)
+	c.Handshake.SYNs = trimmed(c.Handshake.SYNs)
+	c.Handshake.SYNACKs = trimmed(c.Handshake.SYNACKs)
+}
+
+// trimmed returns s in a right-sized array when a quarter or more of its
+// capacity is unused, else s itself.
+func trimmed[T any](s []T) []T {
+	if cap(s)-len(s) < max(1, cap(s)/4) {
+		return s
+	}
+	if len(s) == 0 {
+		return make([]T, 0) // empty, not nil: the JSON stays [] (and s[:0:0] would keep s's array)
+	}
+	return append(make([]T, 0, len(s)), s...)
+}
+
 // From returns the traffic sent by side s.
 func (c *Conversation) From(s Side) *Traffic {
 	if s == Client {
