@@ -22,7 +22,7 @@ func TestJSONFieldsDocumented(t *testing.T) {
 	names := map[string]bool{}
 	seen := map[reflect.Type]bool{}
 	collectJSONNames(reflect.TypeOf(Document{}), names, seen)
-	// The conversation list is written from the spool, not by the
+	// The conversation list is written by WriteJSON, not by the
 	// Document's own tags.
 	names["conversations"] = true
 	collectJSONNames(reflect.TypeOf(Conversation{}), names, seen)

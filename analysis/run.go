@@ -115,14 +115,24 @@ type Result struct {
 	// capture's clock and ties them to conversations.
 	Logs   *Logs
 	Joined *correlate.Joined
-	spool  *conversationSpool
-	// tableSummary counts the conversations written as rows only
-	// (Options.TableOnly).
+	// convs and decoded are every conversation, in ID order, and its
+	// decoded HTTP, kept for WriteJSON and WriteFlowTable (nil after a
+	// run with Options.NoConversationJSON or TableOnly).
+	convs   []*flows.Conversation
+	decoded map[int]*http.Conversation
+	// keptConversations is false when convs was not kept.
+	keptConversations bool
+	// rows holds the flows table of a TableOnly run; tableSummary counts
+	// its conversations.
+	rows         *rowSpool
 	tableSummary Summary
 }
 
-// Close releases the conversation spool.
-func (r *Result) Close() { r.spool.close() }
+// Close releases the conversations and the flows table spool.
+func (r *Result) Close() {
+	r.rows.close()
+	r.convs, r.decoded = nil, nil
+}
 
 // Run analyses inputs. It fails only on problems that leave nothing to
 // report (no input at all); damaged inputs are listed in the result.
@@ -133,15 +143,18 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	if opts.ReportConversations <= 0 {
 		opts.ReportConversations = 2000
 	}
-	spool, err := newSpool()
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{spool: spool, Document: &Document{
+	res := &Result{Document: &Document{
 		Tool:     Tool{Name: "wiremortem", Version: Version, CommandLine: opts.CommandLine},
 		Warnings: []Warning{},
 	}}
 	doc := res.Document
+	if opts.TableOnly {
+		rows, err := newRowSpool()
+		if err != nil {
+			return nil, err
+		}
+		res.rows = rows
+	}
 	var captures []*openCapture
 	var logInputs []Input
 	for _, in := range inputs {
@@ -242,12 +255,11 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	doc.Timeline, doc.TimelineOmitted = BuildTimeline(convs, other, doc.Incidents, opts.MaxTimelineEvents)
 	doc.Rates = BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	doc.Conversations = reportConversations(convs, decoded, doc.Incidents, opts.ReportConversations)
-	if opts.NoConversationJSON {
-		spool.err = errNotEncoded
-	} else {
-		spool.addAll(len(convs), func(i int) (int, *Conversation) {
-			return convs[i].ID, &Conversation{Conversation: convs[i], HTTP: decoded[convs[i].ID]}
-		})
+	if !opts.NoConversationJSON {
+		// Encoded when written, straight into the output: a spool on disk
+		// would add a write and a read of the whole list (the
+		// conversations are in memory until here anyway).
+		res.convs, res.decoded, res.keptConversations = convs, decoded, true
 	}
 	if ctx.Err() != nil {
 		doc.Summary.Partial = true
@@ -540,7 +552,7 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 	topts := opts.Tracker
 	topts.OnDone = func(c *flows.Conversation, sink flows.Sink) {
 		if opts.TableOnly {
-			res.spool.write(c.ID, nil, flowRow(&Conversation{Conversation: c}))
+			res.rows.write(c.ID, flowRow(&Conversation{Conversation: c}))
 			sum := &res.tableSummary
 			sum.Conversations++
 			if sum.Start.IsZero() || c.Start.Before(sum.Start) {
@@ -577,7 +589,9 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 	}
 	if opts.Shards > 1 {
 		flows.Renumber(convs)
-		res.spool.renumber()
+		if res.rows != nil {
+			res.rows.renumber()
+		}
 	} else {
 		sort.Slice(convs, func(i, j int) bool { return convs[i].ID < convs[j].ID })
 	}

@@ -15,8 +15,8 @@ import (
 // without holding the table in memory.
 const flowTableHeader = "#       START (UTC)                  DURATION   CLIENT                  SERVER                  STATE   HISTORY       C>S PKTS/BYTES      S>C PKTS/BYTES      ZERO-WIN  REXMIT\n"
 
-// flowRow is a conversation's row without its ID, which the spool writes
-// in front of it (a sharded run learns the final IDs only at the end).
+// flowRow is a conversation's row without its ID, which is written in
+// front of it (a sharded run learns the final IDs only at the end).
 func flowRow(c *Conversation) string {
 	return fmt.Sprintf("%-28s %-10s %-23s %-23s %-7s %-13s %-19s %-19s %-9d %d\n",
 		c.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), FormatDuration(c.Duration),
@@ -31,8 +31,17 @@ func (r *Result) WriteFlowTable(w io.Writer) error {
 	doc := r.Document
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString(flowTableHeader)
-	if err := r.spool.eachRow(bw); err != nil {
-		return err
+	switch {
+	case r.rows != nil:
+		if err := r.rows.eachRow(bw); err != nil {
+			return err
+		}
+	case !r.keptConversations:
+		return errNotEncoded
+	default:
+		for _, c := range r.convs {
+			fmt.Fprintf(bw, "%-7d %s", c.ID, flowRow(&Conversation{Conversation: c}))
+		}
 	}
 	p := doc.Summary.Packets
 	fmt.Fprintf(bw, "%d conversations; %d packets: %d TCP, %d not TCP, %d IP fragments, %d malformed, %d unsupported link type; %d cut by the snap length\n",

@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"runtime"
+	"sync"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
+	"wiremortem/decoders/http"
+	"wiremortem/flows"
 )
 
 // WriteJSON writes the full JSON document (docs/json.md): the Document's
-// fields with every conversation streamed from the spool in ID order.
+// fields with every conversation, encoded as it is written, in ID order.
 func (r *Result) WriteJSON(w io.Writer) error {
-	if r.spool.err != nil {
-		return r.spool.err
+	if !r.keptConversations {
+		return errNotEncoded
 	}
 	d := r.Document
 	parts := []struct {
@@ -37,9 +44,9 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		bw.str("\n  \"" + p.key + "\": ")
 		if p.key == "conversations" {
 			bw.str("[")
-			if r.spool.len() > 0 {
+			if len(r.convs) > 0 {
 				if bw.err == nil {
-					bw.err = r.spool.writeTo(w)
+					bw.err = writeConversations(w, r.convs, r.decoded)
 				}
 				bw.str("\n  ")
 			}
@@ -70,3 +77,48 @@ func (e *errWriter) write(b []byte) {
 }
 
 func (e *errWriter) str(s string) { e.write([]byte(s)) }
+
+// encodeBatch is how many conversations are encoded at once: enough to
+// keep every core busy, few enough that their bytes stay small.
+const encodeBatch = 512
+
+// writeConversations writes the conversations, in ID order, as the
+// elements of a JSON array indented to sit inside the document. JSON
+// encoding is most of the cost of a conversation that says little, so
+// each batch is encoded on every core and written in order: the bytes are
+// the same whatever the number of cores.
+func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[int]*http.Conversation) error {
+	n := len(convs)
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/encodeBatch+1))
+	out := make([][]byte, min(n, encodeBatch))
+	errs := make([]error, len(out))
+	for start := 0; start < n; start += encodeBatch {
+		batch := out[:min(encodeBatch, n-start)]
+		var wg sync.WaitGroup
+		for k := range workers {
+			wg.Go(func() {
+				for i := k; i < len(batch); i += workers {
+					c := convs[start+i]
+					batch[i], errs[i] = jsonv1.Marshal(&Conversation{Conversation: c, HTTP: decoded[c.ID]})
+				}
+			})
+		}
+		wg.Wait()
+		for i, b := range batch {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			sep := ",\n    "
+			if start+i == 0 {
+				sep = "\n    "
+			}
+			if _, err := io.WriteString(w, sep); err != nil {
+				return err
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
