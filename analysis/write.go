@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -35,7 +36,10 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		{"rates", d.Rates},
 		{"warnings", d.Warnings},
 	}
-	bw := &errWriter{w: w}
+	// Buffered: the conversations are two writes each, and w is often
+	// a file (a system call per write).
+	buf := bufio.NewWriterSize(w, 1<<20)
+	bw := &errWriter{w: buf}
 	bw.str("{")
 	for i, p := range parts {
 		if i > 0 {
@@ -46,7 +50,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 			bw.str("[")
 			if len(r.convs) > 0 {
 				if bw.err == nil {
-					bw.err = writeConversations(w, r.convs, r.decoded)
+					bw.err = writeConversations(buf, r.convs, r.decoded)
 				}
 				bw.str("\n  ")
 			}
@@ -62,7 +66,10 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		bw.write(ind.Bytes())
 	}
 	bw.str("\n}\n")
-	return bw.err
+	if bw.err != nil {
+		return bw.err
+	}
+	return buf.Flush()
 }
 
 type errWriter struct {
