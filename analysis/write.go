@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"wiremortem/decoders/http"
@@ -97,8 +98,11 @@ const encodeBatch = 512
 func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[int]*http.Conversation) error {
 	n := len(convs)
 	workers := max(1, min(runtime.GOMAXPROCS(0), n/encodeBatch+1))
-	out := make([][]byte, min(n, encodeBatch))
+	// One buffer per place in the batch, reused from batch to batch:
+	// Marshal would return a fresh copy of every conversation's bytes.
+	out := make([]bytes.Buffer, min(n, encodeBatch))
 	errs := make([]error, len(out))
+	opts := jsonv1.DefaultOptionsV1() // what jsonv1.Marshal encodes with
 	for start := 0; start < n; start += encodeBatch {
 		batch := out[:min(encodeBatch, n-start)]
 		var wg sync.WaitGroup
@@ -106,12 +110,13 @@ func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[in
 			wg.Go(func() {
 				for i := k; i < len(batch); i += workers {
 					c := convs[start+i]
-					batch[i], errs[i] = jsonv1.Marshal(&Conversation{Conversation: c, HTTP: decoded[c.ID]})
+					batch[i].Reset()
+					errs[i] = jsonv2.MarshalWrite(&batch[i], &Conversation{Conversation: c, HTTP: decoded[c.ID]}, opts)
 				}
 			})
 		}
 		wg.Wait()
-		for i, b := range batch {
+		for i := range batch {
 			if errs[i] != nil {
 				return errs[i]
 			}
@@ -122,7 +127,7 @@ func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[in
 			if _, err := io.WriteString(w, sep); err != nil {
 				return err
 			}
-			if _, err := w.Write(b); err != nil {
+			if _, err := batch[i].WriteTo(w); err != nil {
 				return err
 			}
 		}
