@@ -61,7 +61,6 @@ type direction struct {
 	broken  string // why the rest of this side cannot be decoded
 	resync  bool   // after a gap: looking for a plausible frame header
 	skipped int
-	last    evidence.Stamp
 }
 
 // NewDecoder returns a decoder.
@@ -130,9 +129,6 @@ func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
 		if dir.remaining == 0 {
 			d.endFrame(dir, loc.At(off-1))
 		}
-	}
-	if len(b) > 0 {
-		dir.last = loc.At(len(b) - 1)
 	}
 }
 
@@ -235,7 +231,7 @@ func (d *Decoder) readHeader(dir *direction, b []byte, loc evidence.Locator, bas
 	if dir.nhead < need {
 		return n
 	}
-	d.startFrame(dir, loc.At(base+n-1))
+	d.startFrame(dir)
 	if dir.inFrame && dir.remaining == 0 {
 		d.endFrame(dir, loc.At(base+n-1))
 	}
@@ -257,7 +253,7 @@ func headerLen(b1 byte) int {
 }
 
 // startFrame interprets a complete header (RFC 6455 section 5.2).
-func (d *Decoder) startFrame(dir *direction, at evidence.Stamp) {
+func (d *Decoder) startFrame(dir *direction) {
 	h := dir.head[:dir.nhead]
 	dir.nhead = 0
 	dir.fin = h[0]&0x80 != 0
