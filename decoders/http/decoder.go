@@ -97,7 +97,12 @@ func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
 	if d.done || len(b) == 0 {
 		return
 	}
-	d.last = loc.At(len(b) - 1)
+	if !d.pastHTTP() {
+		// d.last is read only for an upgrade still unanswered at the
+		// end, which cannot be once both sides switched protocols (a
+		// lookup per chunk of a long WebSocket conversation saved).
+		d.last = loc.At(len(b) - 1)
+	}
 	h := &d.sides[from]
 	off := 0
 	for off < len(b) && !d.done {
@@ -108,6 +113,13 @@ func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
 		}
 		off += n
 	}
+}
+
+// pastHTTP reports whether both sides switched protocols for good (to
+// WebSocket or an undecoded protocol): no HTTP is parsed any more.
+func (d *Decoder) pastHTTP() bool {
+	m := d.sides[Client].mode
+	return (m == modeWebSocket || m == modeOpaque) && d.sides[Server].mode == m
 }
 
 // Gap says bytes of side were lost.
