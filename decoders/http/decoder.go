@@ -589,7 +589,12 @@ func (d *Decoder) switchProtocols(resp *Message) {
 	if up == nil {
 		up = &UpgradeHandshake{Protocol: strings.ToLower(resp.Headers.Get("Upgrade"))}
 		if len(d.pending) > 0 {
+			// A 101 to a request that did not ask for an upgrade: its key,
+			// if it sent one, still says what the accept must be.
 			up.Request = d.pending[0].Request
+			if key := up.Request.Headers.Get("Sec-WebSocket-Key"); key != "" {
+				up.ExpectedAccept = acceptFor(key)
+			}
 		}
 		d.upgrade = up
 	}
@@ -599,7 +604,10 @@ func (d *Decoder) switchProtocols(resp *Message) {
 	}
 	up.Accept = resp.Headers.Get("Sec-WebSocket-Accept")
 	up.Verdict = VerdictOK
-	if up.Protocol == "websocket" && (up.Accept == "" || up.Accept != up.ExpectedAccept) {
+	// The accept is judged against the client's key: with no request
+	// captured (the capture began after it) or no key in it, there is
+	// nothing to judge it by, and calling it wrong would be a guess.
+	if up.Protocol == "websocket" && up.ExpectedAccept != "" && up.Accept != up.ExpectedAccept {
 		up.Verdict = VerdictBadAccept
 	}
 	if len(d.pending) > 0 {

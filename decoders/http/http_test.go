@@ -246,3 +246,36 @@ func TestResultKeepsNoHeaderBlock(t *testing.T) {
 	}
 	runtime.KeepAlive(kept)
 }
+
+// TestAcceptJudgedOnlyAgainstAKey: a 101 whose request was not captured
+// (the capture began after it) or carried no Sec-WebSocket-Key cannot be
+// called bad-accept: there is nothing to compute the accept from. A 101
+// to a request that carried a key without asking for an upgrade is still
+// checked against that key.
+func TestAcceptJudgedOnlyAgainstAKey(t *testing.T) {
+	const right = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+	plainGET := "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nSec-WebSocket-Key: " + key + "\r\n\r\n"
+	noKey := strings.Replace(upgradeRequest, "Sec-WebSocket-Key: "+key+"\r\n", "", 1)
+	tests := []struct {
+		name     string
+		steps    []step
+		verdict  string
+		expected string
+		request  bool
+	}{
+		{"101 without its request", []step{{Server, answer("anything="), 3, false}}, VerdictOK, "", false},
+		{"upgrade request without a key", []step{{Client, noKey, 0, false}, {Server, answer("anything="), 3, false}}, VerdictOK, "", true},
+		{"plain GET with a key, wrong accept", []step{{Client, plainGET, 0, false}, {Server, answer("wrong="), 3, false}}, VerdictBadAccept, right, true},
+		{"plain GET with a key, right accept", []step{{Client, plainGET, 0, false}, {Server, answer(right), 3, false}}, VerdictOK, right, true},
+	}
+	for _, tt := range tests {
+		c := run(t, Options{MidStream: true}, 1000, tt.steps...)
+		if len(c.Upgrades) != 1 {
+			t.Fatalf("%s: %d upgrades", tt.name, len(c.Upgrades))
+		}
+		u := c.Upgrades[0]
+		if u.Verdict != tt.verdict || u.ExpectedAccept != tt.expected || (u.Request != nil) != tt.request {
+			t.Errorf("%s: verdict %s expected accept %q request %v, want %s %q %v", tt.name, u.Verdict, u.ExpectedAccept, u.Request != nil, tt.verdict, tt.expected, tt.request)
+		}
+	}
+}
