@@ -246,7 +246,11 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	found := rules.Evaluate(&rules.Input{Conversations: convs, CaptureStart: doc.Summary.Start, CaptureEnd: captureEnd(doc.Inputs), Captures: spans, HTTP: decoded, Logs: res.Joined}, opts.Rules)
 	doc.Incidents, doc.IncidentsOmitted, doc.Summary.Incidents = found.Incidents, found.IncidentsOmitted, found.BySeverity
 	for _, p := range found.Problems {
-		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))})
+		msg := fmt.Sprintf("the rule failed on %d conversations, e.g. %s", p.Count, strings.Join(p.Examples, "; "))
+		if p.Count == 0 {
+			msg = strings.Join(p.Examples, "; ")
+		}
+		doc.Warnings = append(doc.Warnings, Warning{Source: "rule " + p.Rule, Message: msg})
 	}
 	var other []TimelineEvent
 	collect := func(ev TimelineEvent) { other = append(other, ev) }

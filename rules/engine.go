@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -20,11 +21,13 @@ type Result struct {
 	BySeverity       map[string]int
 	// Problems are errors met while running user-defined rules (an
 	// expression failing on some conversation), counted per rule, with the
-	// first few examples; the other rules ran regardless.
+	// first few examples, and rules that stopped on a bug (Count 0); the
+	// other rules ran regardless.
 	Problems []Problem
 }
 
-// Problem is a user rule that failed on some of its input.
+// Problem is a user rule that failed on some of its input, or a rule that
+// stopped on a bug (Count 0, the panic in Examples).
 type Problem struct {
 	Rule     string   `json:"rule"`
 	Count    int      `json:"count"`
@@ -48,7 +51,7 @@ func Evaluate(in *Input, cfg *Config) Result {
 			continue
 		}
 		ctx := &Context{In: &input, Params: cfg.Params(r.ID), claimed: claimed, defersTo: r.DefersTo}
-		found := r.Detect(ctx)
+		found := detect(r, ctx)
 		for i := range found {
 			inc := &found[i]
 			inc.Rule, inc.Title = r.ID, cmp.Or(inc.Title, r.Title)
@@ -78,6 +81,19 @@ func Evaluate(in *Input, cfg *Config) Result {
 		res.Incidents = []Incident{}
 	}
 	return res
+}
+
+// detect runs one rule. A rule that panics (a bug some input reached)
+// loses its own incidents, not the analysis: the panic becomes the rule's
+// problem, which the document shows as a warning.
+func detect(r *Rule, ctx *Context) (found []Incident) {
+	defer func() {
+		if p := recover(); p != nil {
+			found = nil
+			ctx.problem = &Problem{Rule: r.ID, Examples: []string{fmt.Sprintf("the rule stopped on a bug (%v) and reported nothing; please report it with the inputs", p)}}
+		}
+	}()
+	return r.Detect(ctx)
 }
 
 // runOrder sorts rules so that every rule runs after the rules it defers

@@ -194,3 +194,26 @@ func TestEndFor(t *testing.T) {
 		t.Errorf("one capture: end %v, want CaptureEnd", got)
 	}
 }
+
+// TestRuleThatPanicsLosesOnlyItself: a rule that hits a bug on some input
+// reports nothing and a problem naming it; the other rules' incidents are
+// all there, and the analysis does not crash.
+func TestRuleThatPanicsLosesOnlyItself(t *testing.T) {
+	want := Evaluate(mixed(), nil)
+	broken := &Rule{ID: "broken-rule", Title: "panics", Doc: "panics", Detect: func(ctx *Context) []Incident {
+		var c *flows.Conversation
+		return []Incident{{Summary: c.Client.String()}}
+	}}
+	cfg, err := NewConfig(broken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Evaluate(mixed(), cfg)
+	if len(got.Incidents) != len(want.Incidents) || len(got.Incidents) == 0 {
+		t.Errorf("%d incidents beside the broken rule, %d without it", len(got.Incidents), len(want.Incidents))
+	}
+	if len(got.Problems) != 1 || got.Problems[0].Rule != "broken-rule" || got.Problems[0].Count != 0 ||
+		len(got.Problems[0].Examples) != 1 || !strings.Contains(got.Problems[0].Examples[0], "nil pointer") {
+		t.Errorf("problems %+v, want one naming broken-rule and its panic", got.Problems)
+	}
+}
