@@ -26,7 +26,7 @@ import (
 type seedPacket struct {
 	offset time.Duration // since the seed's first packet
 	data   []byte        // Ethernet frame
-	fromA  bool          // sent by the seed's first-seen endpoint (address A)
+	fromA  bool          // sent by the seed's first-seen endpoint (A: address and port)
 	// offsets of the IPv4 source/destination addresses in data
 	ipOff int
 }
@@ -48,7 +48,9 @@ func Load(path string) ([]Seed, error) {
 	defer r.Close()
 	byKey := map[string]*Seed{}
 	first := map[string]time.Time{}
-	aAddr := map[string][4]byte{}
+	// a is each conversation's first sender, address and port: on
+	// loopback both ends have the same address.
+	a := map[string]string{}
 	var order []string
 	for {
 		var p capture.Packet
@@ -68,6 +70,7 @@ func Load(path string) ([]Seed, error) {
 		sp := binary.BigEndian.Uint16(d[14+ihl:])
 		dp := binary.BigEndian.Uint16(d[16+ihl:])
 		k1, k2 := fmt.Sprint(src, sp), fmt.Sprint(dst, dp)
+		k1src := k1
 		if k1 > k2 {
 			k1, k2 = k2, k1
 		}
@@ -77,10 +80,10 @@ func Load(path string) ([]Seed, error) {
 			s = &Seed{}
 			byKey[key] = s
 			first[key] = p.Time
-			aAddr[key] = src
+			a[key] = k1src
 			order = append(order, key)
 		}
-		s.packets = append(s.packets, seedPacket{offset: p.Time.Sub(first[key]), data: append([]byte(nil), d...), fromA: src == aAddr[key], ipOff: 26})
+		s.packets = append(s.packets, seedPacket{offset: p.Time.Sub(first[key]), data: append([]byte(nil), d...), fromA: k1src == a[key], ipOff: 26})
 		s.bytes += int64(len(d)) + 16
 	}
 	var out []Seed
