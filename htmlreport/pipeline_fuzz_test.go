@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,14 @@ func FuzzPipeline(f *testing.F) {
 			return // every input unreadable: a clear error, which is fine
 		}
 		defer res.Close()
+		// A rule that panics loses only its own incidents (rules.Evaluate
+		// turns the panic into a warning): still a bug the fuzzer must
+		// report.
+		for _, w := range res.Document.Warnings {
+			if strings.Contains(w.Message, "stopped on a bug") {
+				t.Fatalf("%s: %s", w.Source, w.Message)
+			}
+		}
 		var doc bytes.Buffer
 		if err := res.WriteJSON(&doc); err != nil {
 			t.Fatal(err)
