@@ -128,10 +128,11 @@ type Result struct {
 	tableSummary Summary
 }
 
-// Close releases the conversations and the flows table spool.
+// Close releases the conversations and the flows table spool; writing
+// them afterwards is an error, not an empty list.
 func (r *Result) Close() {
 	r.rows.close()
-	r.convs, r.decoded = nil, nil
+	r.convs, r.decoded, r.keptConversations = nil, nil, false
 }
 
 // Run analyses inputs. It fails only on problems that leave nothing to

@@ -2,7 +2,6 @@ package analysis
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,10 +18,6 @@ type rowSpool struct {
 	index []spoolEntry
 	err   error
 }
-
-// errNotEncoded is what writing the conversations fails with after a run
-// that did not keep them (Options.NoConversationJSON).
-var errNotEncoded = errors.New("the conversations were not kept (analysis run with NoConversationJSON)")
 
 type spoolEntry struct {
 	id     int

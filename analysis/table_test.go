@@ -132,3 +132,23 @@ func TestReportKeepsCitedConversations(t *testing.T) {
 		t.Fatal("no lab capture whose first cited conversation is not its first: the test proves nothing")
 	}
 }
+
+// TestWritesAfterCloseFail: a closed result has let its conversations go;
+// writing them then is an error, never a document with an empty list.
+func TestWritesAfterCloseFail(t *testing.T) {
+	path := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "tcp-clean", "capture.pcap")
+	res, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteJSON(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	res.Close()
+	if err := res.WriteJSON(io.Discard); err == nil {
+		t.Error("WriteJSON after Close gave no error")
+	}
+	if err := res.WriteFlowTable(io.Discard); err == nil {
+		t.Error("WriteFlowTable after Close gave no error")
+	}
+}

@@ -37,7 +37,7 @@ func (r *Result) WriteFlowTable(w io.Writer) error {
 			return err
 		}
 	case !r.keptConversations:
-		return errNotEncoded
+		return errNotKept
 	default:
 		for _, c := range r.convs {
 			fmt.Fprintf(bw, "%-7d %s", c.ID, flowRow(&Conversation{Conversation: c}))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"runtime"
 	"sync"
@@ -15,11 +16,15 @@ import (
 	"wiremortem/flows"
 )
 
+// errNotKept is what writing the conversations fails with after a run
+// that did not keep them (Options.NoConversationJSON), or after Close.
+var errNotKept = errors.New("the conversations were not kept (analysis run with NoConversationJSON, or its result closed)")
+
 // WriteJSON writes the full JSON document (docs/json.md): the Document's
 // fields with every conversation, encoded as it is written, in ID order.
 func (r *Result) WriteJSON(w io.Writer) error {
 	if !r.keptConversations {
-		return errNotEncoded
+		return errNotKept
 	}
 	d := r.Document
 	parts := []struct {
