@@ -577,6 +577,9 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 		}
 	}
 	topts.Shards = opts.Shards
+	// The table shows no key packets or window samples: most of a long
+	// conversation's memory.
+	topts.NoDetail = opts.TableOnly
 	if !opts.NoDecode {
 		topts.NewSink = func(c *flows.Conversation) flows.Sink { return newHTTPSink(c, opts.HTTP) }
 	}

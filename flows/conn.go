@@ -844,6 +844,9 @@ func (c *conn) endZeroWindows(stamp evidence.Stamp, why string) {
 // sampleWindow keeps a point when the window or the bytes in flight
 // changed notably; when the series is full, every other point is dropped.
 func (c *conn) sampleWindow(seg *segment, side Side, at time.Time, w int64) {
+	if c.opts.NoDetail {
+		return
+	}
 	s := &c.a[side]
 	inflight := int64(0)
 	if other := &c.a[side.Other()]; other.seen && seg.has(flagACK) {
@@ -985,7 +988,7 @@ func (c *conn) keyPacket(seg *segment, side Side, stamp evidence.Stamp, label st
 	if seg.has(flagSYN) {
 		l.window = int64(seg.window)
 	}
-	if label == "" {
+	if label == "" || c.opts.NoDetail {
 		return
 	}
 	kp := l.keyPacket(label)
@@ -1059,7 +1062,7 @@ func (c *conn) complete(reason string) {
 			hc.OpenAtEnd = true
 		}
 	}
-	if n := len(conv.KeyPackets); n == 0 || conv.KeyPackets[n-1].Ref != c.last.stamp.Ref {
+	if n := len(conv.KeyPackets); !c.opts.NoDetail && (n == 0 || conv.KeyPackets[n-1].Ref != c.last.stamp.Ref) {
 		last := c.last.keyPacket("last")
 		if n < c.opts.KeyPacketCap {
 			conv.KeyPackets = append(conv.KeyPackets, last)

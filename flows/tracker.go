@@ -40,6 +40,11 @@ type Options struct {
 	// Defaults 64 and 256 (per side).
 	KeyPacketCap    int
 	WindowSampleCap int
+	// NoDetail leaves out the key packets and window samples (KeyPackets,
+	// KeyPacketsDropped and Windows stay empty), for a caller that shows
+	// neither, such as the flows table: they are most of a long
+	// conversation's memory. Every other field is as without it.
+	NoDetail bool
 	// NewSink, if set, receives each conversation's reassembled bytes.
 	NewSink func(*Conversation) Sink
 	// OnDone receives every conversation when the tracker finishes it, with
