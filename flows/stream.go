@@ -126,9 +126,18 @@ func (t *Tracker) assemble(c *conn, fromClient bool, tcp *layers.TCP, ci gopacke
 	binary.BigEndian.PutUint64(src[:], uint64(c.conv.ID)<<1|uint64(from))
 	binary.BigEndian.PutUint64(dst[:], uint64(c.conv.ID)<<1|uint64(from.Other()))
 	flow := gopacket.NewFlow(convEndpoint, src[:], dst[:])
-	t.ctx.ci = ci
-	t.ctx.c, t.ctx.from = c, from
-	t.asm.AssembleWithContext(flow, tcp, &t.ctx)
+	// Each packet gets its own context: gopacket keeps the context of a
+	// packet it buffers (out of order) with its bytes and asks it for the
+	// packet's CaptureInfo when it delivers them, later; the evidence
+	// stamps come from there. One shared context named whatever packet
+	// came last. Contexts are cut from slabs, not allocated one by one.
+	if len(t.ctxs) == 0 {
+		t.ctxs = make([]asmContext, 512)
+	}
+	ctx := &t.ctxs[0]
+	t.ctxs = t.ctxs[1:]
+	ctx.ci, ctx.c, ctx.from = ci, c, from
+	t.asm.AssembleWithContext(flow, tcp, ctx)
 }
 
 // packetKey packs a packet's file and number into the one integer that

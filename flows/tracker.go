@@ -131,7 +131,9 @@ type Tracker struct {
 	now       time.Time
 	lastSweep time.Time
 	asm       *reassembly.Assembler
-	ctx       asmContext
+	// ctxs is what is left of the slab reassembly contexts are cut from
+	// (see assemble).
+	ctxs []asmContext
 	// synTCP is where a held SYN is decoded again (see reassemble).
 	synTCP layers.TCP
 	// files and fileIndex name the capture files behind packet keys (see
