@@ -15,12 +15,18 @@ import (
 // generated writes captures of thousands of conversations made of lab
 // conversations (internal/scale): one spread over minutes, so that
 // conversations linger, go idle and are swept while others start, with
-// client addresses shared so that 4-tuples are reused; one at loopback
-// speed, every conversation live at once.
+// client addresses shared so that 4-tuples are reused; two at loopback
+// speed, every conversation live at once or a few at a time. Zeek's HTTP trace with dropped
+// segments joins the lab's, so that reassembly holds bytes across gaps
+// while sweeps come and go.
 func generated(t *testing.T) [][]string {
 	var seeds []scale.Seed
+	paths := []string{testenv.Corpus(t, "zeek/testing/btest/Traces/http/zero-length-bodies-with-drops.pcap")}
 	for _, name := range []string{"tcp-clean", "ws-echo", "ws-deflate", "syn-backlog", "syn-refused", "zero-window", "close-wait", "nginx-proxy"} {
-		s, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+		paths = append(paths, filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+	}
+	for _, p := range paths {
+		s, err := scale.Load(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,6 +39,9 @@ func generated(t *testing.T) [][]string {
 	}{
 		{2000, scale.Options{Size: 6 << 20, Concurrent: 300, Clients: 400}},
 		{1, scale.Options{Size: 3 << 20, Concurrent: 500}},
+		// Few at once: a conversation's bytes held across a gap are let go
+		// by a sweep, which each shard reaches after different packets.
+		{1, scale.Options{Size: 3 << 20, Concurrent: 20}},
 	} {
 		stretched := make([]scale.Seed, len(seeds))
 		for k, s := range seeds {
