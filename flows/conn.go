@@ -194,7 +194,6 @@ func (c *conn) process(seg *segment, fromClient bool, stamp evidence.Stamp) {
 		conv.Start = stamp.Time
 	}
 	conv.LastPacket = stamp.Ref
-	c.lastSeen = stamp.Time
 
 	t := conv.From(side)
 	t.Packets++

@@ -39,7 +39,8 @@ const (
 	shardQueue        = 4
 )
 
-// shardItem is one packet for a shard, or a tick (sweep at now).
+// shardItem is one packet for a shard, with the capture's clock (the
+// latest packet time so far), or a tick (sweep at now).
 type shardItem struct {
 	idx  int64
 	tick bool
@@ -58,7 +59,7 @@ func newShardBatch() *shardBatch {
 	return &shardBatch{items: make([]shardItem, 0, shardBatchPackets), arena: make([]byte, 0, shardArena)}
 }
 
-func (b *shardBatch) add(idx int64, p *capture.Packet) {
+func (b *shardBatch) add(idx int64, now time.Time, p *capture.Packet) {
 	if len(b.arena)+len(p.Data) > cap(b.arena) {
 		// The earlier items keep the old arena alive until the batch is
 		// done.
@@ -66,7 +67,7 @@ func (b *shardBatch) add(idx int64, p *capture.Packet) {
 	}
 	start := len(b.arena)
 	b.arena = append(b.arena, p.Data...)
-	it := shardItem{idx: idx, p: *p}
+	it := shardItem{idx: idx, now: now, p: *p}
 	it.p.Data = b.arena[start:len(b.arena):len(b.arena)]
 	b.items = append(b.items, it)
 }
@@ -197,7 +198,7 @@ func (t *Tracker) runSharded(src PacketSource) error {
 		}
 		key := makeKey(src, dst)
 		i := shardOf(&key, n)
-		batches[i].add(t.idx, &p)
+		batches[i].add(t.idx, t.now, &p)
 		if batches[i].full() {
 			queues[i] <- batches[i]
 			batches[i] = get()
@@ -264,9 +265,10 @@ func (t *Tracker) item(it *shardItem) {
 		return
 	}
 	t.dec.decode(&it.p, &t.seg) // TCP: the dispatcher decoded it already
-	if it.p.Time.After(t.now) {
-		t.now = it.p.Time
-	}
+	// The capture's clock as one tracker has it at this packet: the
+	// latest time of every packet so far, not only this shard's (they
+	// differ when a capture's times go backwards).
+	t.now = it.now
 	t.track(&it.p)
 }
 

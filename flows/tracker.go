@@ -394,6 +394,11 @@ func (t *Tracker) isListener(a netip.AddrPort) bool {
 // touch moves c to the back of its activity list, switching lists when it
 // just closed.
 func (t *Tracker) touch(c *conn) {
+	// Activity is dated by the capture's clock, the latest packet time so
+	// far, not by this packet's own time: a capture's times can go
+	// backwards, and the lists stay in lastSeen order only this way, which
+	// sweep relies on (it stops at the first conversation not yet due).
+	c.lastSeen = t.now
 	closed := c.closedForGood()
 	if closed != c.onClosedList {
 		if c.onClosedList {
