@@ -55,7 +55,7 @@ func (h *Headers) add(name, value string, limit int) {
 func (h Headers) MarshalJSON() ([]byte, error) { return json.Marshal(h.asMap()) }
 
 // MarshalJSONTo does the same for go-json-experiment's encoder (the
-// conversation spool), through that encoder, so its escaping options and
+// document's conversations), through that encoder, so its escaping options and
 // its handling of invalid UTF-8 apply as they did to the map.
 func (h Headers) MarshalJSONTo(enc *jsontext.Encoder) error {
 	return jsonv2.MarshalEncode(enc, h.asMap())
