@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"wiremortem/internal/scale"
 	"wiremortem/internal/testenv"
 )
 
@@ -150,5 +152,51 @@ func TestWritesAfterCloseFail(t *testing.T) {
 	}
 	if err := res.WriteFlowTable(io.Discard); err == nil {
 		t.Error("WriteFlowTable after Close gave no error")
+	}
+}
+
+// TestInterruptedRunIsPartial: a run whose context is cancelled (Ctrl-C)
+// stops reading, still gives a whole document of what it read, marked
+// partial, and the verdict says so first.
+func TestInterruptedRunIsPartial(t *testing.T) {
+	seeds, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", "tcp-clean", "capture.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "many.pcap")
+	if _, err := scale.Write(path, seeds, scale.Options{Size: 4 << 20, Concurrent: 50}); err != nil {
+		t.Fatal(err)
+	}
+	full, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := Run(ctx, []Input{{Path: path, Kind: KindCapture}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	if !res.Document.Summary.Partial || full.Document.Summary.Partial {
+		t.Fatalf("partial: %v interrupted, %v whole", res.Document.Summary.Partial, full.Document.Summary.Partial)
+	}
+	if got, all := res.Document.Summary.Packets.Packets, full.Document.Summary.Packets.Packets; got >= all {
+		t.Errorf("the interrupted run read %d packets of %d", got, all)
+	}
+	var doc bytes.Buffer
+	if err := res.WriteJSON(&doc); err != nil || !json.Valid(doc.Bytes()) || !bytes.Contains(doc.Bytes(), []byte(`"partial": true`)) {
+		t.Errorf("interrupted run's document: %v, valid %v, marked partial %v", err, json.Valid(doc.Bytes()), bytes.Contains(doc.Bytes(), []byte(`"partial": true`)))
+	}
+	var verdict bytes.Buffer
+	WriteVerdict(&verdict, res.Document)
+	if !strings.HasPrefix(verdict.String(), "interrupted:") {
+		t.Errorf("the verdict does not say it was interrupted:\n%s", verdict.String())
+	}
+	verdict.Reset()
+	WriteVerdict(&verdict, full.Document)
+	if strings.Contains(verdict.String(), "interrupted") {
+		t.Errorf("the whole run's verdict says interrupted:\n%s", verdict.String())
 	}
 }

@@ -104,6 +104,9 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 		}
 		span = fmt.Sprintf(" (traffic %s to %s UTC)", start.Format("2006-01-02 15:04:05"), end.Format(endFormat))
 	}
+	if doc.Summary.Partial {
+		fmt.Fprintln(bw, "interrupted: what follows covers only what was read until then")
+	}
 	switch n := len(doc.Incidents); n {
 	case 0:
 		fmt.Fprintf(bw, "no incidents in %d conversations%s\n", doc.Summary.Conversations, span)

@@ -37,6 +37,9 @@ const (
 	exitIncidents  = 1 // --fail-on matched
 	exitUsage      = 2
 	exitInputError = 3
+	// exitInterrupted: Ctrl-C stopped the reading; what was read is
+	// written, marked partial (128 + SIGINT, as a shell reports it).
+	exitInterrupted = 130
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; without
@@ -506,6 +509,10 @@ func reportInputErrors(res *analysis.Result, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stderr, "wiremortem: warning:", analysis.Safe(w.Source+": "+w.Message))
 		shown++
+	}
+	if res.Document.Summary.Partial {
+		fmt.Fprintln(stderr, "wiremortem: interrupted: the output covers what was read until then, and says so (partial)")
+		return exitInterrupted
 	}
 	if len(res.InputErrors) > 0 {
 		return exitInputError

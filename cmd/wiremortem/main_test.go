@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"wiremortem/analysis"
 	"wiremortem/internal/testenv"
 )
 
@@ -153,5 +154,33 @@ func TestLogWarnings(t *testing.T) {
 	}
 	if len(doc.Warnings) != 1 || doc.Warnings[0].Source != path || doc.Warnings[0].Line != lines+1 {
 		t.Errorf("JSON warnings %+v; want one for %s line %d", doc.Warnings, path, lines+1)
+	}
+}
+
+// TestInterruptedExitCode: a run stopped by Ctrl-C (its document marked
+// partial) says so on stderr and exits 130, before input errors (3) and
+// --fail-on (1): a script must not take it for a whole analysis.
+func TestInterruptedExitCode(t *testing.T) {
+	for _, tt := range []struct {
+		partial bool
+		errs    int
+		want    int
+	}{
+		{false, 0, exitOK},
+		{false, 1, exitInputError},
+		{true, 0, exitInterrupted},
+		{true, 1, exitInterrupted},
+	} {
+		res := &analysis.Result{Document: &analysis.Document{Summary: analysis.Summary{Partial: tt.partial}}}
+		for range tt.errs {
+			res.InputErrors = append(res.InputErrors, &analysis.InputError{Path: "a.pcap", Err: io.ErrUnexpectedEOF})
+		}
+		var stderr bytes.Buffer
+		if got := reportInputErrors(res, &stderr); got != tt.want {
+			t.Errorf("partial %v, %d input errors: exit %d, want %d", tt.partial, tt.errs, got, tt.want)
+		}
+		if said := strings.Contains(stderr.String(), "interrupted"); said != tt.partial {
+			t.Errorf("partial %v: stderr %q", tt.partial, stderr.String())
+		}
 	}
 }
