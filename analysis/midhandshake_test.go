@@ -3,16 +3,12 @@ package analysis
 import (
 	"bytes"
 	"context"
-	"io"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/pcapgo"
-
 	"wiremortem/decoders/http"
 	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 	"wiremortem/internal/testenv"
 )
 
@@ -24,40 +20,17 @@ import (
 // analysis on the missing request).
 func TestCaptureBeganAfterTheUpgradeRequest(t *testing.T) {
 	src := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-bad-accept", "capture.pcap")
-	r, err := capture.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	path := filepath.Join(t.TempDir(), "late.pcap")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := pcapgo.NewWriter(f)
+	var kept []capture.Packet
 	cut := 0
-	for i := 0; ; i++ {
-		var p capture.Packet
-		if err := r.Next(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			if err := w.WriteFileHeader(65535, p.LinkType); err != nil {
-				t.Fatal(err)
-			}
-		}
+	for _, p := range pcaptest.Read(t, src) {
 		if bytes.Contains(p.Data, []byte("GET /")) && bytes.Contains(p.Data, []byte("Sec-WebSocket-Key")) {
 			cut++
 			continue
 		}
-		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: len(p.Data)}
-		if err := w.WritePacket(ci, p.Data); err != nil {
-			t.Fatal(err)
-		}
+		kept = append(kept, p)
 	}
-	f.Close()
+	path := filepath.Join(t.TempDir(), "late.pcap")
+	pcaptest.Write(t, path, kept)
 	if cut == 0 {
 		t.Fatal("no upgrade request found in the lab capture")
 	}

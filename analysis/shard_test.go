@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/pcapgo"
-
-	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 	"wiremortem/internal/scale"
 	"wiremortem/internal/testenv"
 )
@@ -65,47 +61,13 @@ func generated(t *testing.T) [][]string {
 	// The last again with a clock that steps back: every 7th packet
 	// stamped 3 s early, as when NTP steps the capturing host's clock or
 	// a multi-queue NIC timestamps out of order.
+	pkts := pcaptest.Read(t, out[2][0])
+	for i := 6; i < len(pkts); i += 7 {
+		pkts[i].Time = pkts[i].Time.Add(-3 * time.Second)
+	}
 	stepped := filepath.Join(t.TempDir(), "clock-steps.pcap")
-	rewriteTimes(t, out[2][0], stepped, func(i int, ts time.Time) time.Time {
-		if i%7 == 6 {
-			return ts.Add(-3 * time.Second)
-		}
-		return ts
-	})
+	pcaptest.Write(t, stepped, pkts)
 	return append(out, []string{stepped})
-}
-
-// rewriteTimes copies a capture with each packet's time given by at (the
-// packet's index from 0 and its time).
-func rewriteTimes(t *testing.T, in, out string, at func(int, time.Time) time.Time) {
-	r, err := capture.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	for i := 0; ; i++ {
-		var p capture.Packet
-		if err := r.Next(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			if err := w.WriteFileHeader(65535, p.LinkType); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ci := gopacket.CaptureInfo{Timestamp: at(i, p.Time), CaptureLength: len(p.Data), Length: p.OrigLen}
-		if err := w.WritePacket(ci, p.Data); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // TestShardsGiveTheSameDocument: following conversations on several

@@ -3,19 +3,15 @@ package batch
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
-	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 	"wiremortem/internal/testenv"
 )
 
@@ -70,22 +66,7 @@ func buildArchive(t *testing.T) (root string, groups int) {
 
 // rotate splits a capture into n parts named like tcpdump -C does.
 func rotate(t *testing.T, src, dst string, n int) {
-	r, err := capture.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var pkts []capture.Packet
-	for {
-		var p capture.Packet
-		if err := r.Next(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		p.Data = append([]byte(nil), p.Data...)
-		pkts = append(pkts, p)
-	}
+	pkts := pcaptest.Read(t, src)
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	per := (len(pkts) + n - 1) / n
 	for i := 0; i < n; i++ {
@@ -93,16 +74,7 @@ func rotate(t *testing.T, src, dst string, n int) {
 		if i > 0 {
 			name = dst + string(rune('0'+i))
 		}
-		f, err := os.Create(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := pcapgo.NewWriter(f)
-		w.WriteFileHeader(262144, layers.LinkTypeEthernet)
-		for _, p := range pkts[i*per : min(len(pkts), (i+1)*per)] {
-			w.WritePacket(gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: p.OrigLen}, p.Data)
-		}
-		f.Close()
+		pcaptest.Write(t, name, pkts[i*per:min(len(pkts), (i+1)*per)])
 	}
 }
 

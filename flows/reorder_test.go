@@ -10,6 +10,7 @@ import (
 
 	"wiremortem/evidence"
 	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 	"wiremortem/internal/testenv"
 )
 
@@ -48,22 +49,7 @@ func (p *packetSource) Next(out *capture.Packet) error {
 // the packet that carried it. It named the packet that filled the gap (or
 // any later one): reassembly kept a context shared by all packets.
 func TestReorderedBytesNameTheirPacket(t *testing.T) {
-	r, err := capture.Open(filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-chatty", "capture.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var packets []capture.Packet
-	for {
-		var p capture.Packet
-		if err := r.Next(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		p.Data = append([]byte(nil), p.Data...)
-		packets = append(packets, p)
-	}
+	packets := pcaptest.Read(t, filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-chatty", "capture.pcap"))
 	// A data segment and the next one from the same side, well inside the
 	// conversation.
 	var eth layers.Ethernet
