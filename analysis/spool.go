@@ -74,10 +74,7 @@ func (s *rowSpool) eachRow(w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("flows table spool: %w", err)
 		}
-		if _, err := fmt.Fprintf(w, "%-7d ", e.id); err != nil {
-			return err
-		}
-		if _, err := w.Write(row); err != nil {
+		if err := writeRow(w, e.id, row); err != nil {
 			return err
 		}
 	}

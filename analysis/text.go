@@ -25,6 +25,15 @@ func flowRow(c *Conversation) string {
 		len(c.ZeroWindows), c.FromClient.Retransmissions+c.FromServer.Retransmissions)
 }
 
+// writeRow writes a table line: the conversation's ID, then its row.
+func writeRow(w io.Writer, id int, row []byte) error {
+	if _, err := fmt.Fprintf(w, "%-7d ", id); err != nil {
+		return err
+	}
+	_, err := w.Write(row)
+	return err
+}
+
 // WriteFlowTable prints one line per conversation, every conversation:
 // the `wiremortem flows` output.
 func (r *Result) WriteFlowTable(w io.Writer) error {
@@ -40,7 +49,7 @@ func (r *Result) WriteFlowTable(w io.Writer) error {
 		return errNotKept
 	default:
 		for _, c := range r.convs {
-			fmt.Fprintf(bw, "%-7d %s", c.ID, flowRow(&Conversation{Conversation: c}))
+			writeRow(bw, c.ID, []byte(flowRow(&Conversation{Conversation: c})))
 		}
 	}
 	p := doc.Summary.Packets
