@@ -3,12 +3,14 @@ package analysis
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"wiremortem/flows"
 	"wiremortem/internal/pcaptest"
 	"wiremortem/internal/scale"
 	"wiremortem/internal/testenv"
@@ -79,6 +81,33 @@ func generated(t *testing.T) [][]string {
 // scans, tunnels, truncation and mid-stream starts: every capture of the
 // public corpus.
 func TestShardsGiveTheSameDocument(t *testing.T) {
+	cases := documentCases(t)
+	run := func(files []string, shards int, tableOnly bool) []byte {
+		return document(t, files, Options{Shards: shards, TableOnly: tableOnly, NoDecode: tableOnly})
+	}
+	conversations := 0
+	for _, files := range cases {
+		for _, tableOnly := range []bool{false, true} {
+			want := run(files, 1, tableOnly)
+			for _, shards := range []int{2, 3} {
+				if got := run(files, shards, tableOnly); !bytes.Equal(got, want) {
+					t.Errorf("%v, %d shards (table only %v): %s", files, shards, tableOnly, firstDifference(got, want))
+				}
+			}
+			if !tableOnly {
+				conversations += bytes.Count(want, []byte(`"conn_state"`))
+			}
+		}
+	}
+	if conversations < 5000 {
+		t.Errorf("only %d conversations compared", conversations)
+	}
+}
+
+// documentCases are the inputs of the tests that compare documents: every
+// lab scenario with its logs, every capture of the public corpus and the
+// generated captures.
+func documentCases(t *testing.T) [][]string {
 	var cases [][]string
 	for _, dir := range labDirs(t) {
 		var files []string
@@ -107,47 +136,100 @@ func TestShardsGiveTheSameDocument(t *testing.T) {
 	if len(cases) < 100 {
 		t.Fatalf("only %d cases", len(cases))
 	}
-	run := func(files []string, shards int, tableOnly bool) []byte {
-		var inputs []Input
-		for _, f := range files {
-			inputs = append(inputs, Input{Path: f})
-		}
-		res, err := Run(context.Background(), inputs, Options{Shards: shards, TableOnly: tableOnly, NoDecode: tableOnly})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Close()
-		var out bytes.Buffer
-		if tableOnly {
-			err = res.WriteFlowTable(&out)
-		} else {
-			err = res.WriteJSON(&out)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out.Bytes()
+	return cases
+}
+
+// document runs the analysis of files with opts and returns its JSON
+// document, or its flows table with opts.TableOnly.
+func document(t *testing.T, files []string, opts Options) []byte {
+	var inputs []Input
+	for _, f := range files {
+		inputs = append(inputs, Input{Path: f})
 	}
-	conversations := 0
+	res, err := Run(context.Background(), inputs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	var out bytes.Buffer
+	if opts.TableOnly {
+		err = res.WriteFlowTable(&out)
+	} else {
+		err = res.WriteJSON(&out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// firstDifference shows where got first differs from want.
+func firstDifference(got, want []byte) string {
+	i := 0
+	for i < min(len(got), len(want)) && got[i] == want[i] {
+		i++
+	}
+	return fmt.Sprintf("differs at byte %d:\n%s\nwant:\n%s", i, got[max(0, i-300):min(len(got), i+300)], want[max(0, i-300):min(len(want), i+300)])
+}
+
+// TestInOrderPathGivesTheSameDocument: bytes that arrive in order go to
+// the decoders without gopacket's reassembly (flows.fastState) until a
+// packet is not the next in order, a SYN, a FIN or a RST; the document is
+// the one of reassembling every packet, on every input of
+// TestShardsGiveTheSameDocument (retransmissions, reordering, gaps,
+// mid-stream starts, port reuse, linger sweeps), on one tracker and on
+// two shards.
+//
+// With an idle timeout longer than any capture: gopacket closes a
+// connection when its last packet with data is older than the idle
+// timeout, while the tracker keeps the conversation as long as pure ACKs
+// come, and then reassembles the next data afresh, a spurious
+// retransmission included (TestSpuriousRetransmissionAfterIdle); the
+// in-order path has no such second start.
+func TestInOrderPathGivesTheSameDocument(t *testing.T) {
+	cases := documentCases(t)
+	decoded := 0
 	for _, files := range cases {
-		for _, tableOnly := range []bool{false, true} {
-			want := run(files, 1, tableOnly)
-			for _, shards := range []int{2, 3} {
-				if got := run(files, shards, tableOnly); !bytes.Equal(got, want) {
-					i := 0
-					for i < min(len(got), len(want)) && got[i] == want[i] {
-						i++
-					}
-					t.Errorf("%v, %d shards (table only %v): differs at byte %d:\n%s\nwant:\n%s", files, shards, tableOnly, i,
-						got[max(0, i-300):min(len(got), i+300)], want[max(0, i-300):min(len(want), i+300)])
-				}
-			}
-			if !tableOnly {
-				conversations += bytes.Count(want, []byte(`"conn_state"`))
+		tracker := flows.Options{IdleTimeout: 1000 * time.Hour}
+		want := document(t, files, Options{Tracker: flows.Options{IdleTimeout: tracker.IdleTimeout, ReassembleAll: true}})
+		for _, shards := range []int{1, 2} {
+			if got := document(t, files, Options{Tracker: tracker, Shards: shards}); !bytes.Equal(got, want) {
+				t.Errorf("%v, %d shards: %s", files, shards, firstDifference(got, want))
 			}
 		}
+		decoded += bytes.Count(want, []byte(`"opcode"`)) + bytes.Count(want, []byte(`"method"`))
 	}
-	if conversations < 5000 {
-		t.Errorf("only %d conversations compared", conversations)
+	if decoded < 5000 {
+		t.Errorf("only %d decoded requests and WebSocket messages compared", decoded)
+	}
+}
+
+// TestSpuriousRetransmissionAfterIdle: Zeek's trace of a request sent
+// again 300 s after the server acknowledged it holds one request, as
+// tshark says ("spurious retransmission"): the retransmitted bytes are
+// not decoded as a second GET.
+func TestSpuriousRetransmissionAfterIdle(t *testing.T) {
+	path := testenv.Corpus(t, "zeek/testing/btest/Traces/tcp/retransmit-timeout.pcapng")
+	res, err := Run(context.Background(), []Input{{Path: path}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	var doc struct {
+		Conversations []struct {
+			HTTP struct {
+				Exchanges []json.RawMessage `json:"exchanges"`
+			} `json:"http"`
+		} `json:"conversations"`
+	}
+	var out bytes.Buffer
+	if err := res.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Conversations) != 1 || len(doc.Conversations[0].HTTP.Exchanges) != 1 {
+		t.Fatalf("want one conversation with one exchange, got %s", out.Bytes())
 	}
 }

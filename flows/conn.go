@@ -40,6 +40,10 @@ type conn struct {
 	// reassembly; until then its SYNs wait in heldSYNs.
 	reassembling bool
 	heldSYNs     []heldSYN
+	// fast is the in-order path past gopacket's reassembly (see
+	// Tracker.fastPath); fast.on is cleared for good at the first packet
+	// it cannot take.
+	fast fastState
 
 	keyRing int
 	// last is the latest packet, kept raw: it becomes a KeyPacket only if

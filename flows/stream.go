@@ -56,9 +56,16 @@ func (f streamFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac reassembly.Asse
 	if ctx.c.finished || ctx.c.sink == nil || ctx.c.sinkDone {
 		return nil
 	}
-	s := &stream{t: f.t, c: ctx.c}
-	s.loc.t = f.t
-	ctx.c.stream = s
+	// The first connection of a conversation that began on the in-order
+	// path takes over that path's stream; a later one (after reassembly
+	// removed the first) gets a new one.
+	s := ctx.c.stream
+	if s == nil || s.pooled {
+		s = &stream{t: f.t, c: ctx.c}
+		s.loc.t = f.t
+		ctx.c.stream = s
+	}
+	s.pooled = true
 	return s
 }
 
@@ -89,17 +96,144 @@ func (t *Tracker) reassemble(c *conn, seg *segment, p *capture.Packet, fromClien
 	}
 	if !c.reassembling {
 		c.reassembling = true
-		for i := range c.heldSYNs {
-			h := &c.heldSYNs[i]
-			// The fixed header alone: reassembly reads no option.
-			h.header[12] = 5<<4 | h.header[12]&0x0f
-			if t.synTCP.DecodeFromBytes(h.header[:], gopacket.NilDecodeFeedback) == nil {
-				t.assemble(c, h.fromClient, &t.synTCP, h.ci)
+		if !t.startFast(c) {
+			for i := range c.heldSYNs {
+				h := &c.heldSYNs[i]
+				// The fixed header alone: reassembly reads no option.
+				h.header[12] = 5<<4 | h.header[12]&0x0f
+				if t.synTCP.DecodeFromBytes(h.header[:], gopacket.NilDecodeFeedback) == nil {
+					t.assemble(c, h.fromClient, &t.synTCP, h.ci)
+				}
 			}
 		}
 		c.heldSYNs = nil
 	}
+	if c.fast.on {
+		if t.fastPath(c, fromClient, p) {
+			return
+		}
+		t.leaveFast(c, p)
+	}
 	t.assemble(c, fromClient, &t.dec.tcp, t.captureInfo(p))
+}
+
+// fastState is a conversation's in-order path. Most conversations arrive
+// in order, and gopacket's reassembly then only passes each packet's
+// bytes on, at the cost of a pool lookup, a lock and its bookkeeping per
+// packet (a fifth of the time of analyze on long WebSocket
+// conversations). So a conversation's bytes go straight to its sink while
+// each packet is the next one its side was expected to send, with no SYN,
+// FIN or RST; the first packet that is not hands the conversation to
+// gopacket for good (see leaveFast), in the state gopacket would have
+// reached itself.
+type fastState struct {
+	on bool
+	// next is the sequence number each side's next byte carries, once
+	// known (a side's first SYN, or its first packet when the capture
+	// missed its SYN: the points where gopacket's reassembly starts).
+	next  [2]uint32
+	known [2]bool
+}
+
+// startFast puts a conversation on the in-order path at its first packet
+// for reassembly, unless gopacket would wait for a SYN of a side whose
+// SYN was not held (then it reassembles from the start).
+func (t *Tracker) startFast(c *conn) bool {
+	if t.opts.ReassembleAll {
+		return false
+	}
+	f := &c.fast
+	for i := range c.heldSYNs {
+		h := &c.heldSYNs[i]
+		side := sideOf(h.fromClient)
+		if !f.known[side] {
+			// As gopacket: a half starts one past its first SYN; later SYNs
+			// on it are dropped.
+			f.next[side], f.known[side] = binary.BigEndian.Uint32(h.header[4:8])+1, true
+		}
+	}
+	hs := &c.conv.Handshake
+	if (hs.SYNCount > 0 && !f.known[Client]) || (hs.SYNACKCount > 0 && !f.known[Server]) {
+		return false
+	}
+	f.on = true
+	s := &stream{t: t, c: c}
+	s.loc.t = t
+	c.stream = s
+	return true
+}
+
+// fastPath delivers the packet being tracked to c's sink if it is the
+// next in order on its side, and reports whether it did.
+func (t *Tracker) fastPath(c *conn, fromClient bool, p *capture.Packet) bool {
+	tcp := &t.dec.tcp
+	if tcp.SYN || tcp.FIN || tcp.RST {
+		return false
+	}
+	from := sideOf(fromClient)
+	f := &c.fast
+	start := false
+	if !f.known[from] {
+		// gopacket starts a half without its SYN only when none was seen
+		// (stream.Accept); otherwise it waits for one.
+		hs := &c.conv.Handshake
+		if (from == Client && hs.SYNCount > 0) || (from == Server && hs.SYNACKCount > 0) {
+			return false
+		}
+		f.next[from], f.known[from], start = tcp.Seq, true, true
+	}
+	if tcp.Seq != f.next[from] {
+		return false
+	}
+	n := len(tcp.Payload) // captured bytes, as gopacket counts them
+	f.next[from] += uint32(n)
+	if n == 0 && !start {
+		return true // gopacket passes nothing on either
+	}
+	t.inOrder++
+	s := c.stream
+	if !s.accepts(from, n) {
+		return true
+	}
+	s.loc.fixed(evidence.Stamp{Time: p.Time, Ref: p.Ref}, n)
+	s.deliver(from, 0, tcp.Payload, false, &s.loc)
+	s.loc.state = 0
+	return true
+}
+
+// leaveFast hands c to gopacket's reassembly: a SYN one before each known
+// side's next byte puts each half where it would be had gopacket seen
+// every packet so far (its next sequence number; nothing buffered, since
+// the fast path only took packets in order).
+func (t *Tracker) leaveFast(c *conn, p *capture.Packet) {
+	f := &c.fast
+	f.on = false
+	ci := t.captureInfo(p)
+	for _, side := range [...]Side{Client, Server} {
+		if !f.known[side] {
+			continue
+		}
+		src, dst := c.conv.Client.Port(), c.conv.Server.Port()
+		if side == Server {
+			src, dst = dst, src
+		}
+		var h [20]byte
+		binary.BigEndian.PutUint16(h[0:2], src)
+		binary.BigEndian.PutUint16(h[2:4], dst)
+		binary.BigEndian.PutUint32(h[4:8], f.next[side]-1)
+		h[12] = 5 << 4
+		h[13] = 0x02 // SYN
+		if t.synTCP.DecodeFromBytes(h[:], gopacket.NilDecodeFeedback) == nil {
+			t.assemble(c, side == Client, &t.synTCP, ci)
+		}
+	}
+}
+
+func sideOf(fromClient bool) Side {
+	if fromClient {
+		return Client
+	}
+	return Server
 }
 
 const maxHeldSYNs = 16
@@ -170,7 +304,9 @@ type stream struct {
 	// reversed is set when reassembly's "client to server" half is our
 	// server's: reassembly names directions after the first packet it saw.
 	reversed bool
-	loc      sgLocator
+	// pooled is set once gopacket's reassembly holds the stream.
+	pooled bool
+	loc    sgLocator
 }
 
 func (s *stream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
@@ -202,28 +338,48 @@ func (s *stream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.Assembl
 	dir, _, end, skip := sg.Info()
 	length, _ := sg.Lengths()
 	from := s.side(dir)
-	c := s.c
-	if c.finished || c.sinkDone || s.ended[from] {
-		s.t.stats.LateStreamBytes += int64(length)
+	if !s.accepts(from, length) {
 		return
 	}
 	s.loc.sg, s.loc.n, s.loc.state = sg, length, 0
+	var b []byte
+	if length > 0 {
+		b = sg.Fetch(length)
+	}
+	s.deliver(from, skip, b, end, &s.loc)
+	s.loc.sg, s.loc.state = nil, 0
+}
+
+// accepts reports whether from's next bytes still go to the sink; bytes
+// after its end, or after the conversation's, are counted as late.
+func (s *stream) accepts(from Side, length int) bool {
+	c := s.c
+	if c.finished || c.sinkDone || s.ended[from] {
+		s.t.stats.LateStreamBytes += int64(length)
+		return false
+	}
+	return true
+}
+
+// deliver passes from's next bytes (after skip missing ones) to the sink,
+// and its end if they reach it.
+func (s *stream) deliver(from Side, skip int, b []byte, end bool, loc evidence.Locator) {
+	c := s.c
 	if skip > 0 {
 		s.t.stats.ReassemblyGaps++
 		s.t.stats.ReassemblyGapBytes += int64(skip)
-		c.sink.Gap(from, skip, s.loc.At(0))
+		c.sink.Gap(from, skip, loc.At(0))
 	}
-	if length > 0 {
-		c.sink.Data(from, sg.Fetch(length), &s.loc)
+	if len(b) > 0 {
+		c.sink.Data(from, b, loc)
 	}
 	if end {
 		s.ended[from] = true
-		c.sink.End(from, s.loc.At(max(0, length-1)))
+		c.sink.End(from, loc.At(max(0, len(b)-1)))
 	}
 	if c.sink.Done() {
 		c.sinkDone = true
 	}
-	s.loc.sg = nil
 }
 
 func (s *stream) ReassemblyComplete(reassembly.AssemblerContext) bool {
@@ -256,7 +412,15 @@ type sgLocator struct {
 	one   evidence.Stamp
 }
 
+// fixed makes l name one packet for each of n bytes (the in-order path).
+func (l *sgLocator) fixed(at evidence.Stamp, n int) {
+	l.sg, l.n, l.state, l.one = nil, n, 1, at
+}
+
 func (l *sgLocator) At(offset int) evidence.Stamp {
+	if l.state == 1 && offset >= 0 && offset < l.n {
+		return l.one
+	}
 	if l.sg == nil {
 		return evidence.Stamp{}
 	}
@@ -265,10 +429,10 @@ func (l *sgLocator) At(offset int) evidence.Stamp {
 		if l.sg.Stats().Chunks == 1 {
 			ci := l.sg.CaptureInfo(0)
 			l.state, l.one = 1, evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}
+			if offset >= 0 && offset < l.n {
+				return l.one
+			}
 		}
-	}
-	if l.state == 1 && offset >= 0 && offset < l.n {
-		return l.one
 	}
 	ci := l.sg.CaptureInfo(offset)
 	return evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}

@@ -45,6 +45,11 @@ type Options struct {
 	// neither, such as the flows table: they are most of a long
 	// conversation's memory. Every other field is as without it.
 	NoDetail bool
+	// ReassembleAll hands every packet with stream data to gopacket's
+	// reassembly, without the in-order path (see fastState). The sinks
+	// receive the same calls either way; this is for the tests that check
+	// it.
+	ReassembleAll bool
 	// NewSink, if set, receives each conversation's reassembled bytes.
 	NewSink func(*Conversation) Sink
 	// OnDone receives every conversation when the tracker finishes it, with
@@ -128,6 +133,9 @@ type Tracker struct {
 	// that starts mid-stream takes them as its server.
 	listeners map[netip.AddrPort]struct{}
 	nextID    int
+	// inOrder counts the packets whose bytes took the in-order path (for
+	// its test).
+	inOrder   int
 	now       time.Time
 	lastSweep time.Time
 	asm       *reassembly.Assembler
