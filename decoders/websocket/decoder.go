@@ -375,9 +375,21 @@ func (d *Decoder) payload(dir *direction, b []byte) {
 	dir.offset += int64(len(b))
 }
 
+// unmask XORs b, which starts offset bytes into a frame's payload, with
+// the frame's masking key (RFC 6455 section 5.3): eight bytes at a time,
+// the key repeated and turned to start where b does.
 func unmask(b []byte, key [4]byte, offset int64) {
-	for i := range b {
-		b[i] ^= key[(offset+int64(i))&3]
+	var k [8]byte
+	for i := range k {
+		k[i] = key[(offset+int64(i))&3]
+	}
+	k8 := binary.LittleEndian.Uint64(k[:])
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k8)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= k[i&7]
 	}
 }
 
@@ -638,40 +650,46 @@ func (d *Decoder) openMessage(dir *direction, m Message) {
 	dir.msg = &dir.cur
 }
 
-// keepCurrent stores the direction's current message and closes it; its
-// payload buffer is the next message's when keepMessage copied it.
+// keepCurrent stores the direction's current message and closes it; the
+// next message's payload goes into the buffer keepMessage gives back.
 func (d *Decoder) keepCurrent(dir *direction) {
-	if d.keepMessage(dir.cur) {
-		dir.spare = dir.cur.Payload[:0]
-	}
-	dir.msg, dir.cur = nil, Message{}
+	dir.spare = d.keepMessage(&dir.cur)
+	dir.msg = nil
 }
 
 // keepMessage stores a message: the first half of the cap, then a ring of
-// the most recent.
-// It reports whether it copied m's payload, leaving m's buffer free.
-func (d *Decoder) keepMessage(m Message) bool {
-	if len(m.Payload) == 0 {
-		m.Payload = nil // as a message that never had a payload byte
+// the most recent. It returns a payload buffer free for the next message:
+// m's own when the message stored holds none of it, the buffer of the
+// message it replaced in the ring otherwise.
+func (d *Decoder) keepMessage(m *Message) []byte {
+	payload := m.Payload
+	if len(payload) == 0 {
+		payload = nil // as a message that never had a payload byte
 	}
 	limit := d.opts.MaxMessages
 	if len(d.sum.Messages) < limit {
-		d.sum.Messages = append(d.sum.Messages, m)
-		return false
+		d.sum.Messages = append(d.sum.Messages, *m)
+		d.sum.Messages[len(d.sum.Messages)-1].Payload = payload
+		if payload == nil {
+			return m.Payload[:0]
+		}
+		return nil
 	}
 	// A ring, not a shift: a long conversation's every message would
-	// otherwise move the whole tail (kilobytes).
+	// otherwise move the whole tail (kilobytes). The message takes its
+	// buffer with it, and the one it replaces lends its own to the next
+	// message.
 	tail := d.sum.Messages[limit/2:]
-	// The message it replaces lends its payload buffer: the message being
-	// decoded keeps its own for the next one (see endFrame).
-	old := tail[d.ring].Payload
-	tail[d.ring] = m
-	if m.Payload != nil {
-		tail[d.ring].Payload = append(old[:0], m.Payload...)
+	slot := &tail[d.ring]
+	free := slot.Payload
+	*slot = *m
+	slot.Payload = payload
+	if payload == nil {
+		free = m.Payload
 	}
 	d.ring = (d.ring + 1) % len(tail)
 	d.sum.MessagesOmitted++
-	return true
+	return free[:0]
 }
 
 const maxViolations = 64
