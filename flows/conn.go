@@ -186,10 +186,7 @@ func (c *conn) closeReason() string {
 
 // process updates the conversation with one segment.
 func (c *conn) process(seg *segment, fromClient bool, stamp evidence.Stamp) {
-	side := Server
-	if fromClient {
-		side = Client
-	}
+	side := sideOf(fromClient)
 	conv := c.conv
 	if stamp.Time.After(conv.End) {
 		conv.End = stamp.Time

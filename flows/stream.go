@@ -228,6 +228,7 @@ func (t *Tracker) leaveFast(c *conn, p *capture.Packet) {
 	}
 }
 
+// sideOf names the side that sent a packet.
 func sideOf(fromClient bool) Side {
 	if fromClient {
 		return Client
@@ -251,10 +252,7 @@ func (t *Tracker) captureInfo(p *capture.Packet) gopacket.CaptureInfo {
 
 // assemble hands one segment of c to reassembly.
 func (t *Tracker) assemble(c *conn, fromClient bool, tcp *layers.TCP, ci gopacket.CaptureInfo) {
-	from := Server
-	if fromClient {
-		from = Client
-	}
+	from := sideOf(fromClient)
 	var src, dst [8]byte
 	binary.BigEndian.PutUint64(src[:], uint64(c.conv.ID)<<1|uint64(from))
 	binary.BigEndian.PutUint64(dst[:], uint64(c.conv.ID)<<1|uint64(from.Other()))
@@ -327,10 +325,7 @@ func (s *stream) side(dir reassembly.TCPFlowDirection) Side {
 	if s.reversed {
 		fromClient = !fromClient
 	}
-	if fromClient {
-		return Client
-	}
-	return Server
+	return sideOf(fromClient)
 }
 
 func (s *stream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.AssemblerContext) {
