@@ -88,6 +88,41 @@ func (s *checkingSink) Done() bool                       { return false }
 // reassembly: no panic, every packet accounted for, every conversation
 // finished exactly once.
 func FuzzTracker(f *testing.F) {
+	addFuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		defer testenv.Watchdog(3*time.Second, data)()
+		done := map[int]bool{}
+		tr := NewTracker(Options{
+			NewSink: func(*Conversation) Sink { return &checkingSink{t: t} },
+			OnDone: func(c *Conversation, _ Sink) {
+				if done[c.ID] {
+					t.Fatalf("conversation %d finished twice", c.ID)
+				}
+				done[c.ID] = true
+				if c.ConnState == "" {
+					t.Fatalf("conversation %d has no conn_state", c.ID)
+				}
+			},
+		})
+		pkts := packetsFromFuzz(data)
+		for i := range pkts {
+			tr.Packet(&pkts[i])
+		}
+		tr.Finish()
+		st := tr.Stats()
+		if sum := st.TCP + st.NotTCP + st.Fragments + st.Malformed + st.UnsupportedLink; sum != st.Packets || st.Packets != int64(len(pkts)) {
+			t.Fatalf("packets %d, accounted %d, fed %d", st.Packets, sum, len(pkts))
+		}
+		if int64(len(done)) != st.Conversations {
+			t.Fatalf("%d conversations started, %d finished", st.Conversations, len(done))
+		}
+	})
+}
+
+// addFuzzSeeds adds the first packets of public traces of handshakes
+// reordered, data missed, FINs retransmitted, WebSocket fragments and
+// tunnels as seeds.
+func addFuzzSeeds(f *testing.F) {
 	for _, rel := range []string{
 		"zeek/testing/btest/Traces/tcp/miss_end_data.pcap",
 		"zeek/testing/btest/Traces/tcp/handshake-reorder.pcap",
@@ -123,32 +158,19 @@ func FuzzTracker(f *testing.F) {
 		r.Close()
 		f.Add(encodeForFuzz(pkts))
 	}
+}
+
+// FuzzInOrderPath: whatever the packets, the sinks get the same calls and
+// the tracker the same counters with the in-order path (fastState) as
+// with gopacket's reassembly alone.
+func FuzzInOrderPath(f *testing.F) {
+	addFuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer testenv.Watchdog(3*time.Second, data)()
-		done := map[int]bool{}
-		tr := NewTracker(Options{
-			NewSink: func(*Conversation) Sink { return &checkingSink{t: t} },
-			OnDone: func(c *Conversation, _ Sink) {
-				if done[c.ID] {
-					t.Fatalf("conversation %d finished twice", c.ID)
-				}
-				done[c.ID] = true
-				if c.ConnState == "" {
-					t.Fatalf("conversation %d has no conn_state", c.ID)
-				}
-			},
-		})
-		pkts := packetsFromFuzz(data)
-		for i := range pkts {
-			tr.Packet(&pkts[i])
-		}
-		tr.Finish()
-		st := tr.Stats()
-		if sum := st.TCP + st.NotTCP + st.Fragments + st.Malformed + st.UnsupportedLink; sum != st.Packets || st.Packets != int64(len(pkts)) {
-			t.Fatalf("packets %d, accounted %d, fed %d", st.Packets, sum, len(pkts))
-		}
-		if int64(len(done)) != st.Conversations {
-			t.Fatalf("%d conversations started, %d finished", st.Conversations, len(done))
+		want, _ := sinkCalls(t, packetsFromFuzz(data), true)
+		got, _ := sinkCalls(t, packetsFromFuzz(data), false)
+		if d := callDifference(got, want); d != "" {
+			t.Fatal(d)
 		}
 	})
 }
