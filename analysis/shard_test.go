@@ -209,12 +209,7 @@ func TestInOrderPathGivesTheSameDocument(t *testing.T) {
 // tshark says ("spurious retransmission"): the retransmitted bytes are
 // not decoded as a second GET.
 func TestSpuriousRetransmissionAfterIdle(t *testing.T) {
-	path := testenv.Corpus(t, "zeek/testing/btest/Traces/tcp/retransmit-timeout.pcapng")
-	res, err := Run(context.Background(), []Input{{Path: path}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Close()
+	out := document(t, []string{testenv.Corpus(t, "zeek/testing/btest/Traces/tcp/retransmit-timeout.pcapng")}, Options{})
 	var doc struct {
 		Conversations []struct {
 			HTTP struct {
@@ -222,14 +217,10 @@ func TestSpuriousRetransmissionAfterIdle(t *testing.T) {
 			} `json:"http"`
 		} `json:"conversations"`
 	}
-	var out bytes.Buffer
-	if err := res.WriteJSON(&out); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)
 	}
 	if len(doc.Conversations) != 1 || len(doc.Conversations[0].HTTP.Exchanges) != 1 {
-		t.Fatalf("want one conversation with one exchange, got %s", out.Bytes())
+		t.Fatalf("want one conversation with one exchange, got %s", out)
 	}
 }
