@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"wiremortem/evidence"
 )
 
@@ -32,6 +34,12 @@ func (s Side) String() string {
 
 // MarshalJSON writes "client" or "server".
 func (s Side) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// MarshalJSONTo writes the same through go-json-experiment's encoder (the
+// document's conversations), without a byte slice per value.
+func (s Side) MarshalJSONTo(enc *jsontext.Encoder) error {
+	return enc.WriteToken(jsontext.String(s.String()))
+}
 
 // UnmarshalJSON reads "client" or "server", so documents can be read back
 // (batch indexes, merges).

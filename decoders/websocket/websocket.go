@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"wiremortem/evidence"
 )
 
@@ -31,6 +33,12 @@ func (s Side) String() string {
 
 // MarshalJSON writes "client" or "server".
 func (s Side) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// MarshalJSONTo writes the same through go-json-experiment's encoder (the
+// document's conversations), without a byte slice per value.
+func (s Side) MarshalJSONTo(enc *jsontext.Encoder) error {
+	return enc.WriteToken(jsontext.String(s.String()))
+}
 
 // Opcodes (RFC 6455 section 5.2).
 const (
