@@ -152,8 +152,7 @@ func (t *Tracker) startFast(c *conn) bool {
 			f.next[side], f.known[side] = binary.BigEndian.Uint32(h.header[4:8])+1, true
 		}
 	}
-	hs := &c.conv.Handshake
-	if (hs.SYNCount > 0 && !f.known[Client]) || (hs.SYNACKCount > 0 && !f.known[Server]) {
+	if (c.sawSYN(Client) && !f.known[Client]) || (c.sawSYN(Server) && !f.known[Server]) {
 		return false
 	}
 	f.on = true
@@ -176,8 +175,7 @@ func (t *Tracker) fastPath(c *conn, fromClient bool, p *capture.Packet) bool {
 	if !f.known[from] {
 		// gopacket starts a half without its SYN only when none was seen
 		// (stream.Accept); otherwise it waits for one.
-		hs := &c.conv.Handshake
-		if (from == Client && hs.SYNCount > 0) || (from == Server && hs.SYNACKCount > 0) {
+		if c.sawSYN(from) {
 			return false
 		}
 		f.next[from], f.known[from], start = tcp.Seq, true, true
@@ -226,6 +224,17 @@ func (t *Tracker) leaveFast(c *conn, p *capture.Packet) {
 			t.assemble(c, side == Client, &t.synTCP, ci)
 		}
 	}
+}
+
+// sawSYN reports whether side's SYN (the client's SYN, the server's
+// SYN-ACK) was counted: reassembly then starts that side there, and waits
+// for it rather than start at a later packet (stream.Accept, and the
+// in-order path, which must start where reassembly would).
+func (c *conn) sawSYN(side Side) bool {
+	if side == Client {
+		return c.conv.Handshake.SYNCount > 0
+	}
+	return c.conv.Handshake.SYNACKCount > 0
 }
 
 // sideOf names the side that sent a packet.
@@ -312,8 +321,7 @@ func (s *stream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.
 	if !*start && !tcp.SYN {
 		// Without a SYN, reassembly waits for one before passing bytes on.
 		// When the capture missed this side's SYN, start where we are.
-		h := &s.c.conv.Handshake
-		if (ctx.from == Client && h.SYNCount == 0) || (ctx.from == Server && h.SYNACKCount == 0) {
+		if !s.c.sawSYN(ctx.from) {
 			*start = true
 		}
 	}
