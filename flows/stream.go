@@ -61,11 +61,17 @@ func (f streamFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac reassembly.Asse
 	// removed the first) gets a new one.
 	s := ctx.c.stream
 	if s == nil || s.pooled {
-		s = &stream{t: f.t, c: ctx.c}
-		s.loc.t = f.t
-		ctx.c.stream = s
+		s = f.t.newStream(ctx.c)
 	}
 	s.pooled = true
+	return s
+}
+
+// newStream gives c the stream through which its bytes reach its sink.
+func (t *Tracker) newStream(c *conn) *stream {
+	s := &stream{t: t, c: c}
+	s.loc.t = t
+	c.stream = s
 	return s
 }
 
@@ -99,22 +105,29 @@ func (t *Tracker) reassemble(c *conn, seg *segment, p *capture.Packet, fromClien
 		if !t.startFast(c) {
 			for i := range c.heldSYNs {
 				h := &c.heldSYNs[i]
-				// The fixed header alone: reassembly reads no option.
-				h.header[12] = 5<<4 | h.header[12]&0x0f
-				if t.synTCP.DecodeFromBytes(h.header[:], gopacket.NilDecodeFeedback) == nil {
-					t.assemble(c, h.fromClient, &t.synTCP, h.ci)
-				}
+				t.assembleHeader(c, h.fromClient, &h.header, h.ci)
 			}
 		}
 		c.heldSYNs = nil
 	}
-	if c.fast.on {
-		if t.fastPath(c, fromClient, p) {
-			return
-		}
-		t.leaveFast(c, p)
+	if c.fast.on && t.fastPath(c, fromClient, p) {
+		return
 	}
-	t.assemble(c, fromClient, &t.dec.tcp, t.captureInfo(p))
+	ci := t.captureInfo(p)
+	if c.fast.on {
+		t.leaveFast(c, ci)
+	}
+	t.assemble(c, fromClient, &t.dec.tcp, ci)
+}
+
+// assembleHeader hands reassembly a packet made of a fixed TCP header
+// alone (a held SYN, or the in-order path's SYN at its hand-over):
+// reassembly reads no option.
+func (t *Tracker) assembleHeader(c *conn, fromClient bool, h *[20]byte, ci gopacket.CaptureInfo) {
+	h[12] = 5<<4 | h[12]&0x0f
+	if t.synTCP.DecodeFromBytes(h[:], gopacket.NilDecodeFeedback) == nil {
+		t.assemble(c, fromClient, &t.synTCP, ci)
+	}
 }
 
 // fastState is a conversation's in-order path. Most conversations arrive
@@ -156,9 +169,7 @@ func (t *Tracker) startFast(c *conn) bool {
 		return false
 	}
 	f.on = true
-	s := &stream{t: t, c: c}
-	s.loc.t = t
-	c.stream = s
+	t.newStream(c)
 	return true
 }
 
@@ -202,10 +213,9 @@ func (t *Tracker) fastPath(c *conn, fromClient bool, p *capture.Packet) bool {
 // side's next byte puts each half where it would be had gopacket seen
 // every packet so far (its next sequence number; nothing buffered, since
 // the fast path only took packets in order).
-func (t *Tracker) leaveFast(c *conn, p *capture.Packet) {
+func (t *Tracker) leaveFast(c *conn, ci gopacket.CaptureInfo) {
 	f := &c.fast
 	f.on = false
-	ci := t.captureInfo(p)
 	for _, side := range [...]Side{Client, Server} {
 		if !f.known[side] {
 			continue
@@ -218,11 +228,8 @@ func (t *Tracker) leaveFast(c *conn, p *capture.Packet) {
 		binary.BigEndian.PutUint16(h[0:2], src)
 		binary.BigEndian.PutUint16(h[2:4], dst)
 		binary.BigEndian.PutUint32(h[4:8], f.next[side]-1)
-		h[12] = 5 << 4
 		h[13] = 0x02 // SYN
-		if t.synTCP.DecodeFromBytes(h[:], gopacket.NilDecodeFeedback) == nil {
-			t.assemble(c, side == Client, &t.synTCP, ci)
-		}
+		t.assembleHeader(c, side == Client, &h, ci)
 	}
 }
 
