@@ -203,9 +203,8 @@ func (t *Tracker) fastPath(c *conn, fromClient bool, p *capture.Packet) bool {
 	// is done gets no packet, and a side ends only at a FIN.
 	t.inOrder++
 	s := c.stream
-	s.loc.fixed(evidence.Stamp{Time: p.Time, Ref: p.Ref}, n)
-	s.deliver(from, 0, tcp.Payload, false, &s.loc)
-	s.loc.state = 0
+	s.packet = evidence.At{Time: p.Time, Ref: p.Ref}
+	s.deliver(from, 0, tcp.Payload, false, &s.packet)
 	return true
 }
 
@@ -320,6 +319,8 @@ type stream struct {
 	// pooled is set once gopacket's reassembly holds the stream.
 	pooled bool
 	loc    sgLocator
+	// packet names the packet behind every byte the in-order path delivers.
+	packet evidence.At
 }
 
 func (s *stream) Accept(tcp *layers.TCP, _ gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
@@ -356,7 +357,7 @@ func (s *stream) ReassembledSG(sg reassembly.ScatterGather, _ reassembly.Assembl
 		b = sg.Fetch(length)
 	}
 	s.deliver(from, skip, b, end, &s.loc)
-	s.loc.sg, s.loc.state = nil, 0
+	s.loc.sg = nil
 }
 
 // accepts reports whether from's next bytes still go to the sink; bytes
@@ -421,15 +422,7 @@ type sgLocator struct {
 	one   evidence.Stamp
 }
 
-// fixed makes l name one packet for each of n bytes (the in-order path).
-func (l *sgLocator) fixed(at evidence.Stamp, n int) {
-	l.sg, l.n, l.state, l.one = nil, n, 1, at
-}
-
 func (l *sgLocator) At(offset int) evidence.Stamp {
-	if l.state == 1 && offset >= 0 && offset < l.n {
-		return l.one
-	}
 	if l.sg == nil {
 		return evidence.Stamp{}
 	}
@@ -438,10 +431,10 @@ func (l *sgLocator) At(offset int) evidence.Stamp {
 		if l.sg.Stats().Chunks == 1 {
 			ci := l.sg.CaptureInfo(0)
 			l.state, l.one = 1, evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}
-			if offset >= 0 && offset < l.n {
-				return l.one
-			}
 		}
+	}
+	if l.state == 1 && offset >= 0 && offset < l.n {
+		return l.one
 	}
 	ci := l.sg.CaptureInfo(offset)
 	return evidence.Stamp{Time: ci.Timestamp, Ref: l.t.refOf(ci.InterfaceIndex)}
