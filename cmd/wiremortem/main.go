@@ -78,6 +78,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
+	if path := os.Getenv("WIREMORTEM_MEMPROFILE"); path != "" {
+		// Every allocation of the command, by size and by count
+		// (`go tool pprof -sample_index=alloc_space`), and what is still
+		// live at the end (inuse_space).
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
