@@ -581,7 +581,8 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 	// conversation's memory.
 	topts.NoDetail = opts.TableOnly
 	if !opts.NoDecode {
-		topts.NewSink = func(c *flows.Conversation) flows.Sink { return newHTTPSink(c, opts.HTTP) }
+		httpOpts := opts.HTTP
+		topts.NewSink = func(c *flows.Conversation) flows.Sink { return newHTTPSink(c, &httpOpts) }
 	}
 	tr := flows.NewTracker(topts)
 	src := &timedSource{ctx: ctx, m: m, byPath: byPath, captures: captures, progress: opts.Progress}

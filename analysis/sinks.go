@@ -7,29 +7,66 @@ import (
 )
 
 // httpSink feeds a conversation's reassembled bytes to the HTTP decoder
-// (which hands upgraded conversations to the WebSocket decoder).
-type httpSink struct{ d *http.Decoder }
+// (which hands upgraded conversations to the WebSocket decoder). The
+// decoder is made at the first bytes or gap: most conversations of a SYN
+// flood or a port scan carry none, and a decoder is 700 bytes.
+type httpSink struct {
+	opts *http.Options
+	// midStream: without the client's SYN the first bytes may be
+	// mid-message.
+	midStream bool
+	d         *http.Decoder
+	// end is the latest End before the decoder was made. On a fresh
+	// decoder End only notes the time (for an upgrade left unanswered), so
+	// replaying the latest one gives the decoder the state the calls
+	// would have.
+	end   evidence.Stamp
+	ended bool
+}
 
-func newHTTPSink(c *flows.Conversation, opts http.Options) flows.Sink {
-	// Without the client's SYN the first bytes may be mid-message.
-	opts.MidStream = c.Originator != "syn"
-	return &httpSink{d: http.NewDecoder(opts)}
+func newHTTPSink(c *flows.Conversation, opts *http.Options) flows.Sink {
+	return &httpSink{opts: opts, midStream: c.Originator != "syn"}
+}
+
+// decoder returns the conversation's decoder, made on first use.
+func (s *httpSink) decoder() *http.Decoder {
+	if s.d == nil {
+		opts := *s.opts
+		opts.MidStream = s.midStream
+		s.d = http.NewDecoder(opts)
+		if s.ended {
+			s.d.End(http.Client, s.end)
+		}
+	}
+	return s.d
 }
 
 func (s *httpSink) Data(from flows.Side, b []byte, loc evidence.Locator) {
-	s.d.Data(http.Side(from), b, loc)
+	s.decoder().Data(http.Side(from), b, loc)
 }
 
 func (s *httpSink) Gap(from flows.Side, missing int, at evidence.Stamp) {
-	s.d.Gap(http.Side(from), missing, at)
+	s.decoder().Gap(http.Side(from), missing, at)
 }
 
-func (s *httpSink) End(from flows.Side, at evidence.Stamp) { s.d.End(http.Side(from), at) }
+func (s *httpSink) End(from flows.Side, at evidence.Stamp) {
+	if s.d != nil {
+		s.d.End(http.Side(from), at)
+		return
+	}
+	if !s.ended || at.Time.After(s.end.Time) {
+		s.end, s.ended = at, true
+	}
+}
 
-func (s *httpSink) Done() bool { return s.d.Done() }
+func (s *httpSink) Done() bool { return s.d != nil && s.d.Done() }
 
-// result returns the decoded conversation when it was HTTP.
+// result returns the decoded conversation when it was HTTP (never without
+// a byte).
 func (s *httpSink) result() *http.Conversation {
+	if s.d == nil {
+		return nil
+	}
 	r := s.d.Result()
 	if r.Protocol != "http" {
 		return nil
