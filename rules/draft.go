@@ -26,7 +26,8 @@ func newDraft(sev Severity, confidence string) *draft {
 // widens the incident's time span.
 func (d *draft) cite(at evidence.Stamp, format string, args ...any) int {
 	// The document's times are UTC whatever zone a log wrote.
-	d.Evidence = append(d.Evidence, evidence.Item{Ref: at.Ref, Time: at.Time.UTC(), What: fmt.Sprintf(format, args...)})
+	d.Evidence = append(d.Evidence, evidence.Item{Ref: at.Ref, Time: at.Time.UTC()})
+	d.texts = append(d.texts, text{format, args})
 	span(&d.Start, &d.End, at.Time)
 	return len(d.Evidence) - 1
 }
@@ -59,7 +60,7 @@ func (d *draft) summary(format string, args ...any) { d.Summary = fmt.Sprintf(fo
 
 // flow lists a conversation as affected and widens the time span to it.
 func (d *draft) flow(c *flows.Conversation) {
-	d.Flows = append(d.Flows, Flow{Client: c.Client.String(), Server: c.Server.String(), Conversation: c.ID})
+	d.Flows = append(d.Flows, Flow{Conversation: c.ID, conv: c})
 	span(&d.Start, &d.End, c.Start)
 	span(&d.Start, &d.End, c.End)
 }

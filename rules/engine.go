@@ -175,6 +175,11 @@ func finish(inc *Incident, lim Limits) {
 		inc.FlowsOmitted += len(inc.Flows) - lim.MaxFlows
 		inc.Flows = inc.Flows[:lim.MaxFlows]
 	}
+	for i := range inc.Flows {
+		if f := &inc.Flows[i]; f.conv != nil {
+			f.Client, f.Server, f.conv = f.conv.Client.String(), f.conv.Server.String(), nil
+		}
+	}
 	capEvidence(inc, lim.MaxEvidence)
 	if inc.Flows == nil {
 		inc.Flows = []Flow{}
@@ -225,11 +230,16 @@ func capEvidence(inc *Incident, max int) {
 		newIndex[i] = -1
 		if keep[i] {
 			newIndex[i] = len(items)
-			items = append(items, inc.Evidence[i])
+			item := inc.Evidence[i]
+			if i < len(inc.texts) {
+				t := inc.texts[i]
+				item.What = fmt.Sprintf(t.format, t.args...)
+			}
+			items = append(items, item)
 		}
 	}
 	inc.EvidenceOmitted += n - len(items)
-	inc.Evidence = items
+	inc.Evidence, inc.texts = items, nil
 	for ci := range inc.Causes {
 		refs := inc.Causes[ci].Evidence[:0]
 		for _, i := range inc.Causes[ci].Evidence {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"wiremortem/evidence"
+	"wiremortem/flows"
 )
 
 // Severity ranks incidents; the JSON form is the lower-case name.
@@ -61,6 +62,9 @@ type Flow struct {
 	// Conversation is the conversation's ID in the analysis, 0 when the
 	// flow comes from logs alone.
 	Conversation int `json:"conversation,omitempty"`
+	// conv is the conversation a rule listed, whose addresses are written
+	// into Client and Server only if the cap keeps the flow (finish).
+	conv *flows.Conversation
 }
 
 // Cause is one likely explanation, with the evidence that supports it.
@@ -94,4 +98,15 @@ type Incident struct {
 	// Confidence is "high", "medium" or "low": how much the evidence pins
 	// the cause down.
 	Confidence string `json:"confidence"`
+
+	// texts are the evidence items' descriptions (by index), written
+	// into What only for the items the cap keeps (finish): a storm cites
+	// a million SYNs and the report keeps forty.
+	texts []text
+}
+
+// text is an evidence item's description, not yet formatted.
+type text struct {
+	format string
+	args   []any
 }

@@ -237,8 +237,10 @@ func TestTracedSockets(t *testing.T) {
 		}
 		d := newDraft(Low, "low")
 		d.citeStraceLife(in, s)
+		inc := d.done()
+		finish(&inc, DefaultLimits) // writes the evidence's descriptions
 		var got []string
-		for _, e := range d.Evidence {
+		for _, e := range inc.Evidence {
 			got = append(got, fmt.Sprintf("%s:%d %v %s", e.Source, e.Line, !e.Time.IsZero(), e.What))
 		}
 		want := []string{
