@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"wiremortem/evidence"
@@ -43,28 +44,62 @@ func Evaluate(in *Input, cfg *Config) Result {
 	}
 	input := *in
 	input.CaptureEnd = in.captureEnd()
-	claimed := map[int][]string{}
+	input.fieldsCache = &fieldsCache{}
+	var order []*Rule
+	for _, r := range runOrder(cfg.Rules()) {
+		if cfg.Enabled(r.ID) {
+			order = append(order, r)
+		}
+	}
+	// The rules run at once, each as soon as the rules it defers to that
+	// come before it in the run order have finished: a rule sees the
+	// claims of exactly the rules it would see run one after the other,
+	// and the results are gathered in run order, so the output does not
+	// depend on timing.
+	runs := make([]*ruleRun, len(order))
+	byID := map[string]*ruleRun{}
+	for i, r := range order {
+		run := &ruleRun{done: make(chan struct{})}
+		run.ctx = &Context{In: &input, Params: cfg.Params(r.ID)}
+		for _, d := range r.DefersTo {
+			if dep := byID[d]; dep != nil {
+				run.ctx.deps = append(run.ctx.deps, dep)
+			}
+		}
+		// In run order, as ExplainedBy names the first that claimed.
+		slices.SortFunc(run.ctx.deps, func(a, b *ruleRun) int { return cmp.Compare(a.index, b.index) })
+		run.index, run.id = i, r.ID
+		runs[i], byID[r.ID] = run, run
+	}
+	var wg sync.WaitGroup
+	for i, r := range order {
+		run := runs[i]
+		wg.Go(func() {
+			defer close(run.done)
+			for _, dep := range run.ctx.deps {
+				<-dep.done
+			}
+			run.found = detect(r, run.ctx)
+			run.claims = map[int]bool{}
+			for i := range run.found {
+				inc := &run.found[i]
+				inc.Rule, inc.Title = r.ID, cmp.Or(inc.Title, r.Title)
+				for _, f := range inc.Flows {
+					if f.Conversation > 0 {
+						run.claims[f.Conversation] = true
+					}
+				}
+				finish(inc, cfg.Limits)
+			}
+		})
+	}
+	wg.Wait()
 	var all []Incident
 	var problems []Problem
-	for _, r := range runOrder(cfg.Rules()) {
-		if !cfg.Enabled(r.ID) {
-			continue
-		}
-		ctx := &Context{In: &input, Params: cfg.Params(r.ID), claimed: claimed, defersTo: r.DefersTo}
-		found := detect(r, ctx)
-		for i := range found {
-			inc := &found[i]
-			inc.Rule, inc.Title = r.ID, cmp.Or(inc.Title, r.Title)
-			for _, f := range inc.Flows {
-				if f.Conversation > 0 {
-					claimed[f.Conversation] = append(claimed[f.Conversation], r.ID)
-				}
-			}
-			finish(inc, cfg.Limits)
-		}
-		all = append(all, found...)
-		if ctx.problem != nil {
-			problems = append(problems, *ctx.problem)
+	for _, run := range runs {
+		all = append(all, run.found...)
+		if run.ctx.problem != nil {
+			problems = append(problems, *run.ctx.problem)
 		}
 	}
 	res := Result{BySeverity: map[string]int{}, Problems: problems}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"sync"
 	"time"
 
 	"wiremortem/correlate"
@@ -32,20 +33,30 @@ type Input struct {
 	// conversations; nil when no log was given.
 	Logs *correlate.Joined
 
-	// conversationFields caches what user rules see, built once per
-	// evaluation (Evaluate works on a copy of the Input).
-	conversationFields []ConversationFields
+	// fieldsCache holds what user rules see, built once per evaluation
+	// (Evaluate works on a copy of the Input and sets it) by the first
+	// user rule that asks, while others run.
+	fieldsCache *fieldsCache
+}
+
+type fieldsCache struct {
+	once   sync.Once
+	fields []ConversationFields
 }
 
 // fields returns the conversations as user rules see them.
 func (in *Input) fields() []ConversationFields {
-	if in.conversationFields == nil {
-		in.conversationFields = make([]ConversationFields, len(in.Conversations))
-		for i, c := range in.Conversations {
-			in.conversationFields[i] = conversationFields(c)
-		}
+	if in.fieldsCache == nil { // an Input used outside Evaluate
+		in.fieldsCache = &fieldsCache{}
 	}
-	return in.conversationFields
+	c := in.fieldsCache
+	c.once.Do(func() {
+		c.fields = make([]ConversationFields, len(in.Conversations))
+		for i, conv := range in.Conversations {
+			c.fields[i] = conversationFields(conv)
+		}
+	})
+	return c.fields
 }
 
 // logsFor returns the log records joined to a conversation (never nil).

@@ -45,11 +45,23 @@ type Rule struct {
 type Context struct {
 	In     *Input
 	Params Params
-	// claimed maps a conversation ID to the rules that reported it so far.
-	claimed  map[int][]string
-	defersTo []string
+	// deps are the runs of the rules this one defers to that run before
+	// it, in run order; they have finished when it starts.
+	deps []*ruleRun
 	// problem collects a user rule's failures on individual inputs.
 	problem *Problem
+}
+
+// ruleRun is one rule's run in an evaluation.
+type ruleRun struct {
+	id    string
+	index int // in the run order
+	ctx   *Context
+	found []Incident
+	// claims are the conversations its incidents list, set before done
+	// is closed.
+	claims map[int]bool
+	done   chan struct{}
 }
 
 // maxProblemExamples caps the failure messages kept per rule.
@@ -70,11 +82,9 @@ func (ctx *Context) fail(rule, example string) {
 // ExplainedBy returns the rule, among those this rule defers to, that
 // already reported conversation c, or "".
 func (ctx *Context) ExplainedBy(c *flows.Conversation) string {
-	for _, id := range ctx.claimed[c.ID] {
-		for _, d := range ctx.defersTo {
-			if id == d {
-				return id
-			}
+	for _, dep := range ctx.deps {
+		if dep.claims[c.ID] {
+			return dep.id
 		}
 	}
 	return ""
