@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"wiremortem/flows"
 )
@@ -215,5 +217,55 @@ func TestRuleThatPanicsLosesOnlyItself(t *testing.T) {
 	if len(got.Problems) != 1 || got.Problems[0].Rule != "broken-rule" || got.Problems[0].Count != 0 ||
 		len(got.Problems[0].Examples) != 1 || !strings.Contains(got.Problems[0].Examples[0], "nil pointer") {
 		t.Errorf("problems %+v, want one naming broken-rule and its panic", got.Problems)
+	}
+}
+
+// TestRulesRunAtOnceSeeWhatTheyDeferTo: rules run concurrently, but a rule
+// starts only when the earlier rules it defers to have finished, so it
+// sees their claims however slow they are; a cycle of deferrals neither
+// hangs nor changes what one-after-another would give.
+func TestRulesRunAtOnceSeeWhatTheyDeferTo(t *testing.T) {
+	report := func(ids ...int) func(*Context) []Incident {
+		return func(ctx *Context) []Incident {
+			var out []Incident
+			for _, c := range ctx.In.Conversations {
+				if slices.Contains(ids, c.ID) && ctx.ExplainedBy(c) == "" {
+					out = append(out, Incident{Severity: Low, Flows: []Flow{{Client: "a", Server: "b", Conversation: c.ID}}})
+				}
+			}
+			return out
+		}
+	}
+	slow := func(ids ...int) func(*Context) []Incident {
+		return func(ctx *Context) []Incident {
+			time.Sleep(50 * time.Millisecond)
+			return report(ids...)(ctx)
+		}
+	}
+	test := []*Rule{
+		{ID: "zz-slow", Title: "t", Doc: "d", Detect: slow(1)},
+		{ID: "aa-defers", Title: "t", Doc: "d", DefersTo: []string{"zz-slow"}, Detect: report(1, 2)},
+		// A cycle: runOrder puts cy-b first (TestRunOrder), so cy-a
+		// waits for it and sees its claims, and cy-b sees none.
+		{ID: "cy-a", Title: "t", Doc: "d", DefersTo: []string{"cy-b"}, Detect: report(3)},
+		{ID: "cy-b", Title: "t", Doc: "d", DefersTo: []string{"cy-a"}, Detect: slow(3)},
+	}
+	cfg, err := NewConfig(test...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := input(10*s, conv(1, "10.0.0.1:1000", "10.0.0.2:80").syn(0).done(),
+		conv(2, "10.0.0.1:1001", "10.0.0.2:80").syn(0).done(),
+		conv(3, "10.0.0.1:1002", "10.0.0.2:80").syn(0).done())
+	for range 3 {
+		got := map[string][]int{}
+		for _, inc := range Evaluate(in, cfg).Incidents {
+			if slices.Contains([]string{"zz-slow", "aa-defers", "cy-a", "cy-b"}, inc.Rule) {
+				got[inc.Rule] = append(got[inc.Rule], inc.Flows[0].Conversation)
+			}
+		}
+		if want := "map[aa-defers:[2] cy-b:[3] zz-slow:[1]]"; fmt.Sprint(got) != want {
+			t.Fatalf("incidents by rule %v, want %s", got, want)
+		}
 	}
 }
