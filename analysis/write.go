@@ -99,17 +99,25 @@ const encodeBatch = 512
 // elements of a JSON array indented to sit inside the document. JSON
 // encoding is most of the cost of a conversation that says little, so
 // each batch is encoded on every core and written in order: the bytes are
-// the same whatever the number of cores.
+// the same whatever the number of cores. A batch is written while the
+// next is encoded (writing a big document is a system call per MiB and
+// a second or more per GB).
 func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[int]*http.Conversation) error {
 	n := len(convs)
 	workers := max(1, min(runtime.GOMAXPROCS(0), n/encodeBatch+1))
-	// One buffer per place in the batch, reused from batch to batch:
-	// Marshal would return a fresh copy of every conversation's bytes.
-	out := make([]bytes.Buffer, min(n, encodeBatch))
-	errs := make([]error, len(out))
+	// Two sets of one buffer per place in the batch, one being written
+	// while the other is filled, reused from batch to batch: Marshal
+	// would return a fresh copy of every conversation's bytes.
+	var sets [2][]bytes.Buffer
+	for i := range sets {
+		sets[i] = make([]bytes.Buffer, min(n, encodeBatch))
+	}
+	errs := make([]error, min(n, encodeBatch))
 	opts := jsonv1.DefaultOptionsV1() // what jsonv1.Marshal encodes with
-	for start := 0; start < n; start += encodeBatch {
-		batch := out[:min(encodeBatch, n-start)]
+	written := make(chan error, 1)
+	writing := false
+	for start, k := 0, 0; start < n; start, k = start+encodeBatch, k+1 {
+		batch := sets[k%2][:min(encodeBatch, n-start)]
 		var wg sync.WaitGroup
 		for k := range workers {
 			wg.Go(func() {
@@ -121,20 +129,38 @@ func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[in
 			})
 		}
 		wg.Wait()
+		if writing {
+			if err := <-written; err != nil {
+				return err
+			}
+		}
 		for i := range batch {
 			if errs[i] != nil {
 				return errs[i]
 			}
-			sep := ",\n    "
-			if start+i == 0 {
-				sep = "\n    "
-			}
-			if _, err := io.WriteString(w, sep); err != nil {
-				return err
-			}
-			if _, err := batch[i].WriteTo(w); err != nil {
-				return err
-			}
+		}
+		writing = true
+		go func() { written <- writeBatch(w, batch, start == 0) }()
+	}
+	if writing {
+		return <-written
+	}
+	return nil
+}
+
+// writeBatch writes a batch of encoded conversations, each after its
+// separator.
+func writeBatch(w io.Writer, batch []bytes.Buffer, first bool) error {
+	for i := range batch {
+		sep := ",\n    "
+		if first && i == 0 {
+			sep = "\n    "
+		}
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		if _, err := batch[i].WriteTo(w); err != nil {
+			return err
 		}
 	}
 	return nil
