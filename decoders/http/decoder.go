@@ -203,7 +203,14 @@ func (d *Decoder) step(h *half, b []byte, loc evidence.Locator, base int) int {
 	case modeUpgradeWait:
 		return d.afterUpgradeRequest(h, b, loc, base)
 	case modeWebSocket:
-		d.ws.Data(h.side, b, offsetLocator{loc, base})
+		if base > 0 {
+			// Frames right after the 101 in one segment. Past the
+			// handshake every chunk starts at 0 and goes as it came: a
+			// wrapper per chunk was an allocation and an indirect call
+			// per frame header of a chatty conversation.
+			loc = offsetLocator{loc, base}
+		}
+		d.ws.Data(h.side, b, loc)
 		return len(b)
 	}
 	return len(b) // opaque, broken
