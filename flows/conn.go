@@ -52,6 +52,10 @@ type conn struct {
 	// zwOpen[r] is 1 + the index in conv.ZeroWindows of the episode in which
 	// side r advertises a zero window, 0 when none is open.
 	zwOpen [2]int
+	// lastOf and lastDataOf hold each side's Traffic.Last and LastData
+	// while the conversation lives (they point here), beside the state
+	// every packet touches; complete moves them into the record.
+	lastOf, lastDataOf [2]evidence.Stamp
 }
 
 // lastPacket is the little needed to show a conversation's last packet.
@@ -218,7 +222,7 @@ func (c *conn) process(seg *segment, fromClient bool, stamp evidence.Stamp) {
 		// The SYN showed the roles were the other way round.
 		side = side.Other()
 	}
-	conv.From(side).Last = restamp(conv.From(side).Last, stamp)
+	restamp(&conv.From(side).Last, &c.lastOf[side], stamp)
 	duringZeroWindow := c.zwOpen[Client] > 0 || c.zwOpen[Server] > 0
 	label := c.analyse(seg, side, stamp)
 	c.handshake(seg, side, stamp, &label)
@@ -563,7 +567,7 @@ func (c *conn) analyse(seg *segment, side Side, stamp evidence.Stamp) string {
 		if c.fillsHole(s, seg) && stamp.Time.Sub(s.highTime) < c.reorderWindow() {
 			t.OutOfOrder++
 			if seg.payloadLen > 0 {
-				t.LastData = restamp(t.LastData, stamp)
+				restamp(&t.LastData, &c.lastDataOf[side], stamp)
 			}
 		} else {
 			t.Retransmissions++
@@ -593,7 +597,7 @@ func (c *conn) analyse(seg *segment, side Side, stamp evidence.Stamp) string {
 			s.remember(seg)
 		}
 		if seg.payloadLen > 0 {
-			t.LastData = restamp(t.LastData, stamp)
+			restamp(&t.LastData, &c.lastDataOf[side], stamp)
 		}
 		if seg.payloadLen > 0 && !s.dataSeen {
 			s.dataSeen = true
@@ -808,14 +812,24 @@ func (c *conn) windowAdvert(seg *segment, side Side, stamp evidence.Stamp, label
 	c.sampleWindow(seg, side, stamp.Time, w)
 }
 
-// restamp overwrites a per-side "last" stamp, allocating it only once per
-// conversation.
-func restamp(p *evidence.Stamp, at evidence.Stamp) *evidence.Stamp {
-	if p == nil {
-		p = new(evidence.Stamp)
+// restamp sets a per-side "last" stamp, kept in the conn until complete
+// (a stamp of its own was a cache miss per packet).
+func restamp(field **evidence.Stamp, held *evidence.Stamp, at evidence.Stamp) {
+	*held = at
+	*field = held
+}
+
+// ownStamps gives the record its own copies of the "last" stamps that
+// point into the conn.
+func (c *conn) ownStamps() {
+	for _, t := range [...]*Traffic{&c.conv.FromClient, &c.conv.FromServer} {
+		for _, p := range [...]**evidence.Stamp{&t.Last, &t.LastData} {
+			if *p != nil {
+				own := **p
+				*p = &own
+			}
+		}
 	}
-	*p = at
-	return p
 }
 
 func (c *conn) zeroWindowProbe(side Side, t *Traffic) {
@@ -1036,6 +1050,7 @@ func flagString(f uint8) string { return flagNames[f] }
 // complete fills the derived fields when the tracker stops following c.
 func (c *conn) complete(reason string) {
 	conv := c.conv
+	c.ownStamps()
 	conv.EndReason = reason
 	conv.Duration = conv.End.Sub(conv.Start)
 	conv.ConnState = connState(&c.z[Client], &c.z[Server], c.hist.b)
