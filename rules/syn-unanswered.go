@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -172,7 +173,12 @@ func (s *synStorm) incident(in *Input, p Params, facts listenerFacts) *draft {
 	if s.answered() > 0 {
 		confidence = "high"
 	}
+	first := s.unanswered[0]
 	d := newDraft(sev, confidence)
+	// A storm lists every attempt: room for them at once, not by doubling.
+	d.Flows = slices.Grow(d.Flows, len(s.unanswered)+len(s.late)+len(s.repeatedSYNACK))
+	d.Evidence = slices.Grow(d.Evidence, len(s.unanswered)+len(first.Handshake.SYNs)+2)
+	d.texts = slices.Grow(d.texts, cap(d.Evidence))
 	for _, group := range [][]*flows.Conversation{s.unanswered, s.late, s.repeatedSYNACK} {
 		for _, c := range group {
 			d.flow(c)
@@ -181,13 +187,14 @@ func (s *synStorm) incident(in *Input, p Params, facts listenerFacts) *draft {
 	d.Start, d.End = s.start, s.end
 	d.Summary = s.sentence(p)
 
-	first := s.unanswered[0]
 	noAnswer := d.cite(firstSYN(first), "SYN from %s to %s: never answered", first.Client, s.server)
 	for i, syn := range first.Handshake.SYNs[1:] {
 		d.cite(syn, "SYN retransmission %d from %s, +%s", i+1, first.Client, seconds(syn.Time.Sub(firstSYN(first).Time)))
 	}
 	for _, c := range s.unanswered[1:] {
-		d.cite(firstSYN(c), "SYN from %s: never answered", c.Client)
+		// The address by pointer: boxing the value was an allocation per
+		// attempt, and the text is written only if the cap keeps it.
+		d.cite(firstSYN(c), "SYN from %s: never answered", &c.Client)
 	}
 	upProof := -1
 	if answered := append(append(append([]*flows.Conversation(nil), s.prompt...), s.late...), s.repeatedSYNACK...); len(answered) > 0 {
