@@ -159,14 +159,7 @@ func TestWritesAfterCloseFail(t *testing.T) {
 // stops reading, still gives a whole document of what it read, marked
 // partial, and the verdict says so first.
 func TestInterruptedRunIsPartial(t *testing.T) {
-	seeds, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", "tcp-clean", "capture.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "many.pcap")
-	if _, err := scale.Write(path, seeds, scale.Options{Size: 4 << 20, Concurrent: 50}); err != nil {
-		t.Fatal(err)
-	}
+	path := labGenerated(t, scale.Options{Size: 4 << 20, Concurrent: 50}, "tcp-clean")
 	full, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -19,18 +19,7 @@ import (
 // batches (a real capture's conversations, HTTP and WebSocket decoded);
 // a writer that fails stops it with the writer's error.
 func TestConversationsWrittenInOrder(t *testing.T) {
-	var seeds []scale.Seed
-	for _, name := range []string{"tcp-clean", "ws-echo"} {
-		s, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, s...)
-	}
-	path := filepath.Join(t.TempDir(), "many.pcap")
-	if _, err := scale.Write(path, seeds, scale.Options{Size: 5 << 20, Concurrent: 50}); err != nil {
-		t.Fatal(err)
-	}
+	path := labGenerated(t, scale.Options{Size: 5 << 20, Concurrent: 50}, "tcp-clean", "ws-echo")
 	res, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +53,25 @@ func TestConversationsWrittenInOrder(t *testing.T) {
 			t.Errorf("a writer full after %d bytes: %v", limit, err)
 		}
 	}
+}
+
+// labGenerated writes a capture of many copies of the named lab
+// scenarios' conversations (internal/scale) and returns its path.
+func labGenerated(t *testing.T, o scale.Options, scenarios ...string) string {
+	t.Helper()
+	var seeds []scale.Seed
+	for _, name := range scenarios {
+		s, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, s...)
+	}
+	path := filepath.Join(t.TempDir(), "generated.pcap")
+	if _, err := scale.Write(path, seeds, o); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 var errFull = errors.New("full")
