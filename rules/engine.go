@@ -73,25 +73,7 @@ func Evaluate(in *Input, cfg *Config) Result {
 	}
 	var wg sync.WaitGroup
 	for i, r := range order {
-		run := runs[i]
-		wg.Go(func() {
-			defer close(run.done)
-			for _, dep := range run.ctx.deps {
-				<-dep.done
-			}
-			run.found = detect(r, run.ctx)
-			run.claims = map[int]bool{}
-			for i := range run.found {
-				inc := &run.found[i]
-				inc.Rule, inc.Title = r.ID, cmp.Or(inc.Title, r.Title)
-				for _, f := range inc.Flows {
-					if f.Conversation > 0 {
-						run.claims[f.Conversation] = true
-					}
-				}
-				finish(inc, cfg.Limits)
-			}
-		})
+		wg.Go(func() { runs[i].execute(r, cfg.Limits) })
 	}
 	wg.Wait()
 	var all []Incident
@@ -116,6 +98,27 @@ func Evaluate(in *Input, cfg *Config) Result {
 		res.Incidents = []Incident{}
 	}
 	return res
+}
+
+// execute runs rule r once the rules it defers to have run, and puts its
+// incidents in their final form.
+func (run *ruleRun) execute(r *Rule, lim Limits) {
+	defer close(run.done)
+	for _, dep := range run.ctx.deps {
+		<-dep.done
+	}
+	run.found = detect(r, run.ctx)
+	run.claims = map[int]bool{}
+	for i := range run.found {
+		inc := &run.found[i]
+		inc.Rule, inc.Title = r.ID, cmp.Or(inc.Title, r.Title)
+		for _, f := range inc.Flows {
+			if f.Conversation > 0 {
+				run.claims[f.Conversation] = true
+			}
+		}
+		finish(inc, lim)
+	}
 }
 
 // detect runs one rule. A rule that panics (a bug some input reached)
