@@ -16,12 +16,6 @@ type httpSink struct {
 	// mid-message.
 	midStream bool
 	d         *http.Decoder
-	// end is the latest End before the decoder was made. On a fresh
-	// decoder End only notes the time (for an upgrade left unanswered), so
-	// replaying the latest one gives the decoder the state the calls
-	// would have.
-	end   evidence.Stamp
-	ended bool
 }
 
 func newHTTPSink(c *flows.Conversation, opts *http.Options) flows.Sink {
@@ -34,9 +28,6 @@ func (s *httpSink) decoder() *http.Decoder {
 		opts := *s.opts
 		opts.MidStream = s.midStream
 		s.d = http.NewDecoder(opts)
-		if s.ended {
-			s.d.End(http.Client, s.end)
-		}
 	}
 	return s.d
 }
@@ -49,13 +40,12 @@ func (s *httpSink) Gap(from flows.Side, missing int, at evidence.Stamp) {
 	s.decoder().Gap(http.Side(from), missing, at)
 }
 
+// End before any byte or gap needs no decoder: on a fresh one it only
+// notes a time, which the first bytes overwrite, and a conversation
+// without bytes decodes to nothing.
 func (s *httpSink) End(from flows.Side, at evidence.Stamp) {
 	if s.d != nil {
 		s.d.End(http.Side(from), at)
-		return
-	}
-	if !s.ended || at.Time.After(s.end.Time) {
-		s.end, s.ended = at, true
 	}
 }
 
