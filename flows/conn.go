@@ -1009,18 +1009,16 @@ func (c *conn) keyPacket(seg *segment, side Side, stamp evidence.Stamp, label st
 	conv := c.conv
 	limit := c.opts.KeyPacketCap
 	if len(conv.KeyPackets) < limit {
-		switch len(conv.KeyPackets) {
-		case 0:
+		switch n := len(conv.KeyPackets); {
+		case n == 0:
 			// Room for the handshake: a SYN flood's conversations never
 			// get further, and a conversation is trimmed to its size
 			// when it ends (Trim), so more would be garbage.
 			conv.KeyPackets = make([]KeyPacket, 0, min(3, limit))
-		case cap(conv.KeyPackets):
-			if len(conv.KeyPackets) == 3 {
-				// Past the handshake: a short conversation has about
-				// eight (first data each way, FINs, last).
-				conv.KeyPackets = append(make([]KeyPacket, 0, min(8, limit)), conv.KeyPackets...)
-			}
+		case n == 3 && cap(conv.KeyPackets) == 3:
+			// Past the handshake: a short conversation has about eight
+			// (first data each way, FINs, last).
+			conv.KeyPackets = append(make([]KeyPacket, 0, min(8, limit)), conv.KeyPackets...)
 		}
 		conv.KeyPackets = append(conv.KeyPackets, kp)
 		return
