@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"unicode/utf8"
@@ -24,6 +25,8 @@ type Decoder struct {
 	// first half of the cap stays, the rest is a ring of the most recent,
 	// put in order by Summary.
 	ring int
+	// shared is set while the last summary shares the lists.
+	shared bool
 	// frames counts whole frames by side and opcode; Summary turns it
 	// into Summary.Frames (a map lookup with a built key per frame cost
 	// more than the rest of a small frame's decoding).
@@ -77,6 +80,9 @@ func NewDecoder(opts Options) *Decoder {
 // Summary returns what was decoded so far; messages still being assembled
 // are included as they are.
 func (d *Decoder) Summary() *Summary {
+	if d.shared {
+		d.own()
+	}
 	for i := range d.dirs {
 		if d.dirs[i].msg != nil {
 			d.keepCurrent(&d.dirs[i])
@@ -97,13 +103,35 @@ func (d *Decoder) Summary() *Summary {
 	}
 	// A copy: the caller keeps the summary after the conversation ends,
 	// and a pointer into the decoder would keep the decoder with it (its
-	// inflate windows, 32 KiB a direction, and frame buffers).
+	// inflate windows, 32 KiB a direction, and frame buffers). Its lists
+	// are shared until the decoder writes again (see own).
 	sum := d.sum
+	d.shared = true
 	return &sum
+}
+
+// own takes back the lists and payloads Summary shared, copying them,
+// before anything is written in place (the ring, answers to closes and
+// pings, frame counts): a summary taken mid-conversation stays as it was,
+// and the usual one, at the end, costs no copy.
+func (d *Decoder) own() {
+	d.shared = false
+	d.sum.Frames = maps.Clone(d.sum.Frames)
+	d.sum.Messages = slices.Clone(d.sum.Messages)
+	for i := range d.sum.Messages {
+		if p := d.sum.Messages[i].Payload; p != nil {
+			d.sum.Messages[i].Payload = slices.Clone(p)
+		}
+	}
+	d.sum.Closes = slices.Clone(d.sum.Closes)
+	d.sum.Pings = slices.Clone(d.sum.Pings)
 }
 
 // Data decodes the next in-order bytes sent by side.
 func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
+	if d.shared {
+		d.own()
+	}
 	dir := &d.dirs[from]
 	if dir.broken != "" {
 		return
@@ -135,6 +163,9 @@ func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
 // Gap says bytes of side were lost: the frame being read cannot be
 // finished; decoding resumes at the next plausible frame header.
 func (d *Decoder) Gap(from Side, missing int, at evidence.Stamp) {
+	if d.shared {
+		d.own()
+	}
 	dir := &d.dirs[from]
 	if dir.broken != "" {
 		return
@@ -153,6 +184,9 @@ func (d *Decoder) Gap(from Side, missing int, at evidence.Stamp) {
 
 // End says side sent everything it will.
 func (d *Decoder) End(from Side, at evidence.Stamp) {
+	if d.shared {
+		d.own()
+	}
 	dir := &d.dirs[from]
 	if dir.inFrame || dir.nhead > 0 {
 		d.violation(dir, at, "truncated-frame", fmt.Sprintf("the stream ended %d bytes into a frame", dir.offset+int64(dir.nhead)))

@@ -317,6 +317,55 @@ func TestMessageCapKeepsFirstAndLast(t *testing.T) {
 	}
 }
 
+// TestKeptPayloadsStay: the payloads kept, first half and ring alike, are
+// the messages' own (cut at PayloadBytes, none when empty) whatever their
+// lengths, while the ring lends buffers from message to message; and a
+// summary taken mid-conversation is not written over by the messages
+// after it.
+func TestKeptPayloadsStay(t *testing.T) {
+	payload := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), (i*7)%53) }
+	for _, split := range []int{0, 5, 8, 13, 40} {
+		const total, keep, cut = 60, 8, 40
+		d := NewDecoder(Options{MaxMessages: keep, PayloadBytes: cut})
+		want := func(n int) []string {
+			var w []string
+			for i := range n {
+				if n <= keep || i < keep/2 || i >= n-keep/2 {
+					w = append(w, payload(i)[:min(cut, len(payload(i)))])
+				}
+			}
+			return w
+		}
+		got := func(s *Summary) []string {
+			var g []string
+			for _, m := range s.Messages {
+				if m.Payload != nil && len(m.Payload) == 0 {
+					t.Errorf("an empty payload kept as empty, not none")
+				}
+				g = append(g, string(m.Payload))
+			}
+			return g
+		}
+		send := func(from, to int) {
+			var stream []byte
+			for i := from; i < to; i++ {
+				stream = append(stream, frame(true, 0, OpText, []byte(payload(i)), []byte{9, 8, 7, 6})...)
+			}
+			feed(d, Client, stream, 3)
+		}
+		send(0, split)
+		first := d.Summary()
+		send(split, total)
+		last := d.Summary()
+		if g, w := got(first), want(split); !slices.Equal(g, w) {
+			t.Errorf("split %d: the first summary became %q, want %q", split, g, w)
+		}
+		if g, w := got(last), want(total); !slices.Equal(g, w) {
+			t.Errorf("split %d: kept %q, want %q", split, g, w)
+		}
+	}
+}
+
 // TestSlideWindowKeepsTheLastWindow: whatever the sizes of the messages,
 // the last window bytes of the history are those of the whole output, and
 // the buffer stays within twice the window.
