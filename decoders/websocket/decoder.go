@@ -702,6 +702,16 @@ func (d *Decoder) keepMessage(m *Message) []byte {
 	}
 	limit := d.opts.MaxMessages
 	if len(d.sum.Messages) < limit {
+		if len(d.sum.Messages) == cap(d.sum.Messages) {
+			// Room for a few, then for all: a conversation past a few
+			// messages usually goes on past the cap, and each doubling
+			// would copy the kilobytes kept so far.
+			size := limit
+			if len(d.sum.Messages) == 0 {
+				size = min(limit, 4)
+			}
+			d.sum.Messages = slices.Grow(d.sum.Messages, size-len(d.sum.Messages))
+		}
 		d.sum.Messages = append(d.sum.Messages, *m)
 		d.sum.Messages[len(d.sum.Messages)-1].Payload = payload
 		if payload == nil {
