@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"wiremortem/decoders/http"
+	"wiremortem/decoders/websocket"
 	"wiremortem/evidence"
 	"wiremortem/flows"
 )
@@ -16,6 +17,10 @@ type httpSink struct {
 	// mid-message.
 	midStream bool
 	d         *http.Decoder
+	// ws is d's WebSocket decoder once the conversation switched: its
+	// bytes go straight there, not through d (a cache miss a packet
+	// with thousands of conversations live).
+	ws *websocket.Decoder
 }
 
 func newHTTPSink(c *flows.Conversation, opts *http.Options) flows.Sink {
@@ -33,7 +38,13 @@ func (s *httpSink) decoder() *http.Decoder {
 }
 
 func (s *httpSink) Data(from flows.Side, b []byte, loc evidence.Locator) {
-	s.decoder().Data(http.Side(from), b, loc)
+	if s.ws != nil {
+		s.ws.Data(websocket.Side(from), b, loc)
+		return
+	}
+	d := s.decoder()
+	d.Data(http.Side(from), b, loc)
+	s.ws = d.WebSocket()
 }
 
 func (s *httpSink) Gap(from flows.Side, missing int, at evidence.Stamp) {

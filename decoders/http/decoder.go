@@ -115,6 +115,16 @@ func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
 	}
 }
 
+// WebSocket returns the decoder every later byte goes to unchanged once
+// the conversation switched to WebSocket, nil before (and for any other
+// protocol). Data to it is Data to d; Gap and End still go through d.
+func (d *Decoder) WebSocket() *websocket.Decoder {
+	if d.sides[Client].mode != modeWebSocket {
+		return nil
+	}
+	return d.ws
+}
+
 // pastHTTP reports whether both sides switched protocols for good (to
 // WebSocket or an undecoded protocol): no HTTP is parsed any more.
 func (d *Decoder) pastHTTP() bool {
