@@ -184,3 +184,88 @@ func TestInterruptedExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketKeepFlags: --ws-messages and --ws-payload change what each
+// WebSocket conversation keeps, nothing else: on the lab's ws-chatty
+// capture (real gorilla/websocket conversations, one of them deflated),
+// the messages kept are the first and last of the default run's, each
+// payload is the start of the default's, and 0 keeps none while every
+// message is still counted.
+func TestWebSocketKeepFlags(t *testing.T) {
+	capture := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-chatty", "capture.pcap")
+	type message struct {
+		Start            map[string]any `json:"start"`
+		Length           int            `json:"length"`
+		Payload          []byte         `json:"payload"`
+		PayloadTruncated bool           `json:"payload_truncated"`
+	}
+	type summary struct {
+		Messages        []message `json:"messages"`
+		MessagesOmitted int       `json:"messages_omitted"`
+	}
+	analyze := func(flags ...string) []summary {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "doc.json")
+		var stdout, stderr bytes.Buffer
+		if code := run(append([]string{"analyze", "-q", "--json", out, capture}, flags...), &stdout, &stderr); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", flags, code, stderr.String())
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Conversations []struct {
+				HTTP *struct {
+					WebSocket *summary `json:"websocket"`
+				} `json:"http"`
+			} `json:"conversations"`
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		var sums []summary
+		for _, c := range doc.Conversations {
+			if c.HTTP != nil && c.HTTP.WebSocket != nil {
+				sums = append(sums, *c.HTTP.WebSocket)
+			}
+		}
+		return sums
+	}
+	base := analyze()
+	if len(base) != 2 || len(base[0].Messages) != 64 {
+		t.Fatalf("ws-chatty: %d WebSocket conversations, want 2 keeping 64 messages each", len(base))
+	}
+	for i, s := range analyze("--ws-messages", "4") {
+		all := base[i].Messages
+		want := []message{all[0], all[1], all[len(all)-2], all[len(all)-1]}
+		if len(s.Messages) != 4 || s.MessagesOmitted != len(all)+base[i].MessagesOmitted-4 {
+			t.Fatalf("--ws-messages 4: %d kept, %d omitted; want 4 of %d", len(s.Messages), s.MessagesOmitted, len(all)+base[i].MessagesOmitted)
+		}
+		for j := range want {
+			if fmt.Sprint(s.Messages[j]) != fmt.Sprint(want[j]) {
+				t.Errorf("--ws-messages 4: kept %v, want %v", s.Messages[j], want[j])
+			}
+		}
+	}
+	for i, s := range analyze("--ws-messages", "0") {
+		if len(s.Messages) != 0 || s.MessagesOmitted != len(base[i].Messages)+base[i].MessagesOmitted {
+			t.Errorf("--ws-messages 0: %d kept, %d omitted", len(s.Messages), s.MessagesOmitted)
+		}
+	}
+	cut := func(n int) {
+		for i, s := range analyze("--ws-payload", fmt.Sprint(n)) {
+			for j, m := range s.Messages {
+				full := base[i].Messages[j].Payload
+				if want := full[:min(n, len(full))]; !bytes.Equal(m.Payload, want) || m.Length != base[i].Messages[j].Length {
+					t.Fatalf("--ws-payload %d: payload %q (length %d), want %q (%d)", n, m.Payload, m.Length, want, base[i].Messages[j].Length)
+				}
+				if len(full) > n && !m.PayloadTruncated {
+					t.Fatalf("--ws-payload %d: a %d-byte payload not marked truncated", n, len(full))
+				}
+			}
+		}
+	}
+	cut(8)
+	cut(0)
+}

@@ -701,6 +701,10 @@ func (d *Decoder) keepMessage(m *Message) []byte {
 		payload = nil // as a message that never had a payload byte
 	}
 	limit := d.opts.MaxMessages
+	if limit == 0 {
+		d.sum.MessagesOmitted++
+		return m.Payload[:0]
+	}
 	if len(d.sum.Messages) < limit {
 		if len(d.sum.Messages) == cap(d.sum.Messages) {
 			// Room for a few, then for all: a conversation past a few

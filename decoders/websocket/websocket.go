@@ -83,7 +83,8 @@ type Deflate struct {
 // Options controls decoding. Zero values mean the defaults.
 type Options struct {
 	// PayloadBytes is how much of each message's payload is kept
-	// (unmasked, decompressed). Default 256.
+	// (unmasked, decompressed): DefaultPayloadBytes when 0, none when
+	// None.
 	PayloadBytes int
 	// MaxCompressedMessage caps the compressed bytes of one message held
 	// for decompression. Default 1 MiB.
@@ -91,8 +92,9 @@ type Options struct {
 	// MaxDecompressed caps one message's decompressed size (a deflate
 	// bomb). Default 16 MiB.
 	MaxDecompressed int64
-	// MaxMessages caps the messages kept per direction: the first half and
-	// the last half of the cap. Default 64.
+	// MaxMessages caps the messages kept, both sides together: the first
+	// half and the last half of the cap. DefaultMaxMessages when 0, none
+	// when negative (all are counted as omitted).
 	MaxMessages int
 	// Deflate is the negotiated extension, nil when none.
 	Deflate *Deflate
@@ -101,8 +103,11 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.PayloadBytes <= 0 {
-		o.PayloadBytes = 256
+	switch {
+	case o.PayloadBytes == 0:
+		o.PayloadBytes = DefaultPayloadBytes
+	case o.PayloadBytes < 0:
+		o.PayloadBytes = 0
 	}
 	if o.MaxCompressedMessage <= 0 {
 		o.MaxCompressedMessage = 1 << 20
@@ -110,10 +115,20 @@ func (o *Options) defaults() {
 	if o.MaxDecompressed <= 0 {
 		o.MaxDecompressed = 16 << 20
 	}
-	if o.MaxMessages <= 0 {
+	switch {
+	case o.MaxMessages == 0:
 		o.MaxMessages = DefaultMaxMessages
+	case o.MaxMessages < 0:
+		o.MaxMessages = 0
 	}
 }
+
+// DefaultPayloadBytes is how much of a message's payload is kept by
+// default; None as Options.PayloadBytes or MaxMessages keeps none.
+const (
+	DefaultPayloadBytes = 256
+	None                = -1
+)
 
 // DefaultMaxMessages is how many messages a conversation keeps by default:
 // the first half and the most recent half.
