@@ -60,7 +60,10 @@ func (s *httpSink) End(from flows.Side, at evidence.Stamp) {
 	}
 }
 
-func (s *httpSink) Done() bool { return s.d != nil && s.d.Done() }
+// Done is asked after every chunk; a conversation that switched to
+// WebSocket is never done (the decoder gives up only on bytes that are
+// not HTTP at all), and asking it would load the HTTP decoder again.
+func (s *httpSink) Done() bool { return s.ws == nil && s.d != nil && s.d.Done() }
 
 // result returns the decoded conversation when it was HTTP (never without
 // a byte).
