@@ -71,6 +71,11 @@ type Options struct {
 	// WriteJSON and WriteFlowTable fail. Incidents, timeline, rates and
 	// the report's conversations are as without it.
 	NoConversationJSON bool
+	// NoCaptureHashes is for a run that writes neither the document nor
+	// the report (analyze for its verdict and exit code): the captures'
+	// SHA-256, a second pass over every byte that nothing would show, is
+	// not computed (InputFile.SHA256 stays empty).
+	NoCaptureHashes bool
 	// Rules says which rules run with which thresholds (--rule-config,
 	// --set, --rules); nil means the built-in rules with their defaults.
 	Rules *rules.Config
@@ -172,7 +177,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		case KindCapture:
 			// The table alone (flows) shows no hash: hashing was a
 			// third of its work.
-			oc, err := openCaptureFile(in.Path, !opts.TableOnly)
+			oc, err := openCaptureFile(in.Path, !opts.TableOnly && !opts.NoCaptureHashes)
 			if err != nil {
 				res.fail(InputFile{Path: in.Path, Kind: KindCapture}, err)
 				continue

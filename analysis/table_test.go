@@ -3,9 +3,13 @@ package analysis
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,6 +88,52 @@ func TestNoConversationJSON(t *testing.T) {
 		if !bytes.Equal(docs[0], docs[1]) {
 			t.Errorf("%s: the document differs without the conversations' JSON", path)
 		}
+	}
+}
+
+// TestNoCaptureHashes: a run whose document and report are not written
+// (analyze for its verdict) does not hash the captures, and finds the same
+// document otherwise; with hashes, each is the file's SHA-256.
+func TestNoCaptureHashes(t *testing.T) {
+	checked := 0
+	for _, dir := range labDirs(t) {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
+		if len(m) == 0 {
+			continue
+		}
+		path := m[0]
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs [2][]byte
+		for i, skip := range []bool{false, true} {
+			res, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{NoConversationJSON: true, NoCaptureHashes: skip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := *res.Document
+			res.Close()
+			want := fmt.Sprintf("%x", sha256.Sum256(data))
+			if skip {
+				want = ""
+			}
+			if got := d.Inputs[0].SHA256; got != want {
+				t.Errorf("%s (no hashes %v): sha256 %q, want %q", path, skip, got, want)
+			}
+			d.Tool, d.Inputs = Tool{}, slices.Clone(d.Inputs)
+			d.Inputs[0].SHA256 = ""
+			if docs[i], err = json.Marshal(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(docs[0], docs[1]) {
+			t.Errorf("%s: the document differs without the hash", path)
+		}
+		checked++
+	}
+	if checked < 10 {
+		t.Fatalf("only %d lab captures", checked)
 	}
 }
 

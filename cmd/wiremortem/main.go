@@ -280,6 +280,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	// Without --json nothing reads the conversations' JSON: not encoding
 	// it is most of the cost of a conversation that says little.
 	opts.NoConversationJSON = *jsonOut == ""
+	opts.NoCaptureHashes = *jsonOut == "" && *htmlOut == ""
 	opts.Shards = *jobs
 	bar := newProgress(stderr, *quiet)
 	opts.Progress = bar.update
