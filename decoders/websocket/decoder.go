@@ -27,6 +27,8 @@ type Decoder struct {
 	ring int
 	// shared is set while the last summary shares the lists.
 	shared bool
+	// ringBufs[i] is the payload of the ring's slot i (see keepMessage).
+	ringBufs [][]byte
 	// frames counts whole frames by side and opcode; Summary turns it
 	// into Summary.Frames (a map lookup with a built key per frame cost
 	// more than the rest of a small frame's decoding).
@@ -125,6 +127,13 @@ func (d *Decoder) own() {
 	}
 	d.sum.Closes = slices.Clone(d.sum.Closes)
 	d.sum.Pings = slices.Clone(d.sum.Pings)
+	if d.ringBufs != nil {
+		// Summary may have put the ring in order: the buffers follow.
+		tail := d.sum.Messages[d.opts.MaxMessages/2:]
+		for i := range tail {
+			d.ringBufs[i] = tail[i].Payload
+		}
+	}
 }
 
 // Data decodes the next in-order bytes sent by side.
@@ -726,10 +735,20 @@ func (d *Decoder) keepMessage(m *Message) []byte {
 	// A ring, not a shift: a long conversation's every message would
 	// otherwise move the whole tail (kilobytes). The message takes its
 	// buffer with it, and the one it replaces lends its own to the next
-	// message.
+	// message. That buffer is found in ringBufs, not in the slot: the slot
+	// is only written, and a read of it would wait for memory (with
+	// thousands of conversations live it is never in the cache), while
+	// ringBufs keeps a few slots' buffers to a cache line.
 	tail := d.sum.Messages[limit/2:]
+	if d.ringBufs == nil {
+		d.ringBufs = make([][]byte, len(tail))
+		for i := range tail {
+			d.ringBufs[i] = tail[i].Payload
+		}
+	}
+	free := d.ringBufs[d.ring]
+	d.ringBufs[d.ring] = payload
 	slot := &tail[d.ring]
-	free := slot.Payload
 	*slot = *m
 	slot.Payload = payload
 	if payload == nil {
