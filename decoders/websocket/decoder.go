@@ -405,7 +405,14 @@ func (d *Decoder) payload(dir *direction, b []byte) {
 		}
 	} else if room := d.opts.PayloadBytes - len(m.Payload); room > 0 {
 		start := len(m.Payload)
-		m.Payload = append(m.Payload, b[:min(room, len(b))]...)
+		add := b[:min(room, len(b))]
+		if cap(m.Payload)-start < len(add) && len(d.sum.Messages) == d.opts.MaxMessages {
+			// In the ring, buffers are lent from message to message:
+			// grown once to the most a payload keeps, one never grows
+			// again (an allocation every few messages otherwise).
+			m.Payload = append(make([]byte, 0, d.opts.PayloadBytes), m.Payload...)
+		}
+		m.Payload = append(m.Payload, add...)
 		if dir.masked {
 			unmask(m.Payload[start:], dir.mask, dir.offset)
 		}
