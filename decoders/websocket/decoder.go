@@ -61,11 +61,13 @@ type direction struct {
 	compressed []byte // deflated payload held for inflation
 	tooBig     bool
 	// dict is the inflater's context (the last window of output) when
-	// context takeover is on.
-	dict    []byte
-	broken  string // why the rest of this side cannot be decoded
-	resync  bool   // after a gap: looking for a plausible frame header
-	skipped int
+	// context takeover is on; fullContext counts the messages still to be
+	// inflated with all of it at once (see inflateWith).
+	dict        []byte
+	fullContext int
+	broken      string // why the rest of this side cannot be decoded
+	resync      bool   // after a gap: looking for a plausible frame header
+	skipped     int
 }
 
 // NewDecoder returns a decoder.
@@ -551,11 +553,18 @@ func (d *Decoder) inflate(dir *direction, m *Message) {
 	}
 	in := append(dir.compressed, 0x00, 0x00, 0xff, 0xff)
 	window := 1 << windowBits(d.opts.Deflate, dir.side)
-	inflater := getInflater(in, dir.dict[max(0, len(dir.dict)-window):])
-	defer inflaters.Put(inflater)
 	scratch := getScratch()
 	defer putScratch(scratch)
-	n, err := readAll(scratch, io.LimitReader(inflater.r, d.opts.MaxDecompressed+1))
+	tryShort := dir.fullContext == 0
+	if !tryShort {
+		dir.fullContext--
+	}
+	n, reachedFar, err := inflateWith(scratch, in, dir.dict[max(0, len(dir.dict)-window):], d.opts.MaxDecompressed, tryShort)
+	if reachedFar {
+		// This side's messages refer further back: the next few are
+		// inflated with the whole window at once.
+		dir.fullContext = 8
+	}
 	out := *scratch
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		m.Error = "inflate: " + err.Error()
@@ -648,6 +657,35 @@ func getInflater(in, dict []byte) *inflater {
 	f.src.Reset(in)
 	f.r.(flate.Resetter).Reset(&f.src, dict)
 	return f
+}
+
+// shortContext is how much of the context (the previous messages' output)
+// inflating a message tries first: copying the whole 32 KiB window into
+// the inflater for each message cost more than inflating a chat message,
+// whose back-references seldom reach past the last few messages.
+const shortContext = 4 << 10
+
+// inflateWith inflates in, a message's deflated bytes with the sync
+// marker, into *out (at most limit+1 bytes) with context as the window
+// before it. With tryShort it first gives the inflater only the last
+// shortContext bytes: a back-reference past them is an error (the inflater
+// checks every distance against the history it holds), and only then is
+// the message inflated again with the whole context, so the output is the
+// same either way; reachedFar says that happened.
+func inflateWith(out *[]byte, in, context []byte, limit int64, tryShort bool) (n int64, reachedFar bool, err error) {
+	if tryShort && len(context) > shortContext {
+		f := getInflater(in, context[len(context)-shortContext:])
+		n, err := readAll(out, io.LimitReader(f.r, limit+1))
+		inflaters.Put(f)
+		if err == nil || errors.Is(err, io.ErrUnexpectedEOF) {
+			return n, false, err
+		}
+		*out, reachedFar = (*out)[:0], true
+	}
+	f := getInflater(in, context)
+	defer inflaters.Put(f)
+	n, err = readAll(out, io.LimitReader(f.r, limit+1))
+	return n, reachedFar, err
 }
 
 // readAll appends r's bytes to *out until EOF or an error, and returns how

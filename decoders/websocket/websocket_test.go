@@ -5,6 +5,8 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strconv"
@@ -184,6 +186,60 @@ func TestPermessageDeflate(t *testing.T) {
 		}
 		if takeover && len(compressed[1]) >= len(msgs[1]) {
 			t.Errorf("the second message should reuse the first's context and compress well")
+		}
+	}
+}
+
+// TestInflateReachingFarBack: a message whose back-references reach past
+// the short context inflateWith tries first is inflated again with the
+// whole window, and every message comes out as it went in: here the
+// compressor copies from a 20 KB message sent before, and from the
+// message just before.
+func TestInflateReachingFarBack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := make([]byte, 20<<10)
+	for i := range words {
+		words[i] = "abcdefghij klmnopqrstuvwxyz"[rng.IntN(27)]
+	}
+	msgs := []string{string(words)}
+	for k := range 12 {
+		far := string(words[k*700 : k*700+600]) // 14-20 KB back
+		msgs = append(msgs, far, "again: "+far[:300])
+	}
+	compressed := deflate(t, msgs, true)
+
+	var context []byte
+	var out []byte
+	for i, c := range compressed {
+		in := append(slices.Clone(c), 0, 0, 0xff, 0xff)
+		n, far, err := inflateWith(&out, in, context, 1<<20, true)
+		if err == io.ErrUnexpectedEOF {
+			err = nil // the sync marker ends no block: the stream goes on
+		}
+		if err != nil || string(out) != msgs[i] || n != int64(len(msgs[i])) {
+			t.Fatalf("message %d: %d bytes, %v; not what was sent", i, n, err)
+		}
+		if wantFar := i > 0 && i%2 == 1; far != wantFar {
+			t.Errorf("message %d: reached past the short context %v, want %v", i, far, wantFar)
+		}
+		context = append(context, out...)
+		context = context[max(0, len(context)-32<<10):]
+		out = out[:0]
+	}
+
+	var stream []byte
+	for _, c := range compressed {
+		stream = append(stream, frame(true, 4, OpText, c, nil)...)
+	}
+	d := NewDecoder(Options{PayloadBytes: 32 << 10, MaxMessages: 100, Extensions: true, Deflate: &Deflate{}})
+	feed(d, Server, stream, 1000)
+	s := d.Summary()
+	if v := kinds(s); v != "" || len(s.Messages) != len(msgs) {
+		t.Fatalf("violations %q, %d messages", v, len(s.Messages))
+	}
+	for i, m := range s.Messages {
+		if string(m.Payload) != msgs[i] || m.Decompressed != int64(len(msgs[i])) {
+			t.Errorf("message %d: %d bytes, not what was sent", i, m.Decompressed)
 		}
 	}
 }
