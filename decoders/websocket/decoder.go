@@ -619,22 +619,37 @@ func putScratch(b *[]byte) {
 // buffer is full, and it keeps a quarter of a window of room beyond the
 // window: each byte is moved a few times, not once per message (a chatty
 // conversation's messages are far smaller than the 32 KiB window, which
-// a shift per message moved whole).
+// a shift per message moved whole). While it fills it grows twice: to a
+// few KiB, then to its full size (doubling from a message's size, each
+// copy into fresh memory, cost more than inflating).
 func slideWindow(dict, p []byte, window int) []byte {
 	if len(p) >= window {
 		return append(dict[:0], p[len(p)-window:]...)
 	}
-	if keep := window - len(p); len(dict)+len(p) > cap(dict) && len(dict) > keep {
-		if room := window + window/4; cap(dict) < room {
+	room := window + window/4
+	if keep := window - len(p); len(dict)+len(p) > cap(dict) {
+		switch {
+		case len(dict) > keep && cap(dict) >= room:
+			dict = dict[:copy(dict, dict[len(dict)-keep:])]
+		case len(dict) > keep:
 			grown := make([]byte, keep, room)
 			copy(grown, dict[len(dict)-keep:])
 			dict = grown
-		} else {
-			dict = dict[:copy(dict, dict[len(dict)-keep:])]
+		default:
+			size := room
+			if len(dict)+len(p) <= firstHistory {
+				size = min(firstHistory, room)
+			}
+			grown := make([]byte, len(dict), size)
+			copy(grown, dict)
+			dict = grown
 		}
 	}
 	return append(dict, p...)
 }
+
+// firstHistory is the size of a direction's first inflate history buffer.
+const firstHistory = 4 << 10
 
 // inflater is a pooled decompressor: its 32 KiB window and tables are
 // reset for each message instead of allocated, so inflating costs no

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 	"weak"
 
 	"wiremortem/evidence"
@@ -447,6 +448,24 @@ func TestSlideWindowKeepsTheLastWindow(t *testing.T) {
 		if cap(dict) > 2*window+300 {
 			t.Fatalf("after message %d the buffer holds %d bytes for a %d-byte window", i, cap(dict), window)
 		}
+	}
+}
+
+// TestSlideWindowGrowsTwice: filling the history of a 32 KiB window with
+// small messages moves it to new memory twice (a few KiB, then its full
+// size), and sliding afterwards never does.
+func TestSlideWindowGrowsTwice(t *testing.T) {
+	var dict []byte
+	moves := 0
+	for i := range 1000 {
+		before := unsafe.SliceData(dict)
+		dict = slideWindow(dict, bytes.Repeat([]byte{byte(i)}, 100+i%50), 32<<10)
+		if before != nil && unsafe.SliceData(dict) != before {
+			moves++
+		}
+	}
+	if moves != 1 || cap(dict) != 40<<10 {
+		t.Errorf("the history moved %d times after its first buffer and holds %d bytes, want once and 40 KiB", moves, cap(dict))
 	}
 }
 
