@@ -29,6 +29,18 @@ func labDirs(t *testing.T) []string {
 	return m
 }
 
+// labCaptureSets returns each lab scenario's captures, one list for each
+// scenario that has any.
+func labCaptureSets(t *testing.T) [][]string {
+	var sets [][]string
+	for _, dir := range labDirs(t) {
+		if m, _ := filepath.Glob(filepath.Join(dir, "*.pcap")); len(m) > 0 {
+			sets = append(sets, m)
+		}
+	}
+	return sets
+}
+
 // analyseCaptures runs the analysis on a scenario's captures only.
 func analyseCaptures(t *testing.T, dir string, facts *lab.Facts) *Result {
 	t.Helper()

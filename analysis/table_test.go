@@ -23,10 +23,7 @@ import (
 // lab capture and on public traces with port reuse, resets and scans.
 func TestTableOnlyWritesTheSameTable(t *testing.T) {
 	var captures []string
-	for _, dir := range labDirs(t) {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
-		captures = append(captures, m...)
-	}
+	captures = slices.Concat(labCaptureSets(t)...)
 	for _, rel := range []string{"nmap-vsn.pcap", "rotation.pcap", "http/206_example_b.pcap", "tcp/miss_end_data.pcap", "wikipedia.pcap"} {
 		captures = append(captures, testenv.Corpus(t, "zeek/testing/btest/Traces/"+rel))
 	}
@@ -57,10 +54,7 @@ func TestTableOnlyWritesTheSameTable(t *testing.T) {
 // the JSON or the table afterwards is an error, not an empty list.
 func TestNoConversationJSON(t *testing.T) {
 	var captures []string
-	for _, dir := range labDirs(t) {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
-		captures = append(captures, m...)
-	}
+	captures = slices.Concat(labCaptureSets(t)...)
 	if len(captures) < 20 {
 		t.Fatalf("only %d captures", len(captures))
 	}
@@ -96,11 +90,7 @@ func TestNoConversationJSON(t *testing.T) {
 // document otherwise; with hashes, each is the file's SHA-256.
 func TestNoCaptureHashes(t *testing.T) {
 	checked := 0
-	for _, dir := range labDirs(t) {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
-		if len(m) == 0 {
-			continue
-		}
+	for _, m := range labCaptureSets(t) {
 		path := m[0]
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -142,11 +132,8 @@ func TestNoCaptureHashes(t *testing.T) {
 // cites (their ladders and charts need them), not the first by ID.
 func TestReportKeepsCitedConversations(t *testing.T) {
 	checked := 0
-	for _, dir := range labDirs(t) {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
-		if len(m) == 0 {
-			continue
-		}
+	for _, m := range labCaptureSets(t) {
+		dir := filepath.Dir(m[0])
 		var inputs []Input
 		for _, p := range m {
 			inputs = append(inputs, Input{Path: p, Kind: KindCapture})
