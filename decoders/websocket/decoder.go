@@ -84,9 +84,7 @@ func NewDecoder(opts Options) *Decoder {
 // Summary returns what was decoded so far; messages still being assembled
 // are included as they are.
 func (d *Decoder) Summary() *Summary {
-	if d.shared {
-		d.own()
-	}
+	d.own()
 	for i := range d.dirs {
 		if d.dirs[i].msg != nil {
 			d.keepCurrent(&d.dirs[i])
@@ -117,8 +115,16 @@ func (d *Decoder) Summary() *Summary {
 // own takes back the lists and payloads Summary shared, copying them,
 // before anything is written in place (the ring, answers to closes and
 // pings, frame counts): a summary taken mid-conversation stays as it was,
-// and the usual one, at the end, costs no copy.
+// and the usual one, at the end, costs no copy. Called at every entry
+// point; small enough to be inlined there, so that the common case is
+// one test.
 func (d *Decoder) own() {
+	if d.shared {
+		d.copyShared()
+	}
+}
+
+func (d *Decoder) copyShared() {
 	d.shared = false
 	d.sum.Frames = maps.Clone(d.sum.Frames)
 	d.sum.Messages = slices.Clone(d.sum.Messages)
@@ -140,9 +146,7 @@ func (d *Decoder) own() {
 
 // Data decodes the next in-order bytes sent by side.
 func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
-	if d.shared {
-		d.own()
-	}
+	d.own()
 	dir := &d.dirs[from]
 	if dir.broken != "" {
 		return
@@ -174,9 +178,7 @@ func (d *Decoder) Data(from Side, b []byte, loc evidence.Locator) {
 // Gap says bytes of side were lost: the frame being read cannot be
 // finished; decoding resumes at the next plausible frame header.
 func (d *Decoder) Gap(from Side, missing int, at evidence.Stamp) {
-	if d.shared {
-		d.own()
-	}
+	d.own()
 	dir := &d.dirs[from]
 	if dir.broken != "" {
 		return
@@ -195,9 +197,7 @@ func (d *Decoder) Gap(from Side, missing int, at evidence.Stamp) {
 
 // End says side sent everything it will.
 func (d *Decoder) End(from Side, at evidence.Stamp) {
-	if d.shared {
-		d.own()
-	}
+	d.own()
 	dir := &d.dirs[from]
 	if dir.inFrame || dir.nhead > 0 {
 		d.violation(dir, at, "truncated-frame", fmt.Sprintf("the stream ended %d bytes into a frame", dir.offset+int64(dir.nhead)))
