@@ -103,24 +103,26 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	switch {
-	case o.PayloadBytes == 0:
-		o.PayloadBytes = DefaultPayloadBytes
-	case o.PayloadBytes < 0:
-		o.PayloadBytes = 0
-	}
+	o.PayloadBytes = keepCount(o.PayloadBytes, DefaultPayloadBytes)
 	if o.MaxCompressedMessage <= 0 {
 		o.MaxCompressedMessage = 1 << 20
 	}
 	if o.MaxDecompressed <= 0 {
 		o.MaxDecompressed = 16 << 20
 	}
+	o.MaxMessages = keepCount(o.MaxMessages, DefaultMaxMessages)
+}
+
+// keepCount reads a "how many to keep" option: 0 means the default, a
+// negative number (None) means none.
+func keepCount(n, def int) int {
 	switch {
-	case o.MaxMessages == 0:
-		o.MaxMessages = DefaultMaxMessages
-	case o.MaxMessages < 0:
-		o.MaxMessages = 0
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
 	}
+	return n
 }
 
 // DefaultPayloadBytes is how much of a message's payload is kept by
