@@ -39,16 +39,16 @@ func (s *httpSink) decoder() *http.Decoder {
 
 func (s *httpSink) Data(from flows.Side, b []byte, loc evidence.Locator) {
 	if s.ws != nil {
-		s.ws.Data(websocket.Side(from), b, loc)
+		s.ws.Data(from, b, loc)
 		return
 	}
 	d := s.decoder()
-	d.Data(http.Side(from), b, loc)
+	d.Data(from, b, loc)
 	s.ws = d.WebSocket()
 }
 
 func (s *httpSink) Gap(from flows.Side, missing int, at evidence.Stamp) {
-	s.decoder().Gap(http.Side(from), missing, at)
+	s.decoder().Gap(from, missing, at)
 }
 
 // End before any byte or gap needs no decoder: on a fresh one it only
@@ -56,7 +56,7 @@ func (s *httpSink) Gap(from flows.Side, missing int, at evidence.Stamp) {
 // without bytes decodes to nothing.
 func (s *httpSink) End(from flows.Side, at evidence.Stamp) {
 	if s.d != nil {
-		s.d.End(http.Side(from), at)
+		s.d.End(from, at)
 	}
 }
 

@@ -1,63 +1,22 @@
 package flows
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/netip"
 	"time"
-
-	"github.com/go-json-experiment/json/jsontext"
 
 	"wiremortem/evidence"
 )
 
-// Side is one end of a conversation.
-type Side uint8
+// Side is one end of a conversation (evidence.Side).
+type Side = evidence.Side
 
 const (
 	// Client is the side that sent the first SYN (or the side chosen by the
 	// originator heuristic when no SYN was captured).
-	Client Side = 0
+	Client = evidence.Client
 	// Server is the other side.
-	Server Side = 1
+	Server = evidence.Server
 )
-
-// Other returns the opposite side.
-func (s Side) Other() Side { return 1 - s }
-
-func (s Side) String() string {
-	if s == Client {
-		return "client"
-	}
-	return "server"
-}
-
-// MarshalJSON writes "client" or "server".
-func (s Side) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-// MarshalJSONTo writes the same through go-json-experiment's encoder (the
-// document's conversations), without a byte slice per value.
-func (s Side) MarshalJSONTo(enc *jsontext.Encoder) error {
-	return enc.WriteToken(jsontext.String(s.String()))
-}
-
-// UnmarshalJSON reads "client" or "server", so documents can be read back
-// (batch indexes, merges).
-func (s *Side) UnmarshalJSON(b []byte) error {
-	var name string
-	if err := json.Unmarshal(b, &name); err != nil {
-		return err
-	}
-	switch name {
-	case "client":
-		*s = Client
-	case "server":
-		*s = Server
-	default:
-		return fmt.Errorf("unknown side %q (want client or server)", name)
-	}
-	return nil
-}
 
 // Conversation is one TCP connection: from its first packet (ideally a SYN)
 // to its close, reset, idle flush, or the end of the capture.

@@ -7,38 +7,20 @@
 package websocket
 
 import (
-	"encoding/json"
 	"time"
-
-	"github.com/go-json-experiment/json/jsontext"
 
 	"wiremortem/evidence"
 )
 
 // Side is the sender of a frame: the client (which must mask, RFC 6455
-// section 5.1) or the server (which must not).
-type Side uint8
+// section 5.1) or the server (which must not). It is evidence.Side, as
+// the tracker's.
+type Side = evidence.Side
 
 const (
-	Client Side = 0
-	Server Side = 1
+	Client = evidence.Client
+	Server = evidence.Server
 )
-
-func (s Side) String() string {
-	if s == Client {
-		return "client"
-	}
-	return "server"
-}
-
-// MarshalJSON writes "client" or "server".
-func (s Side) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-// MarshalJSONTo writes the same through go-json-experiment's encoder (the
-// document's conversations), without a byte slice per value.
-func (s Side) MarshalJSONTo(enc *jsontext.Encoder) error {
-	return enc.WriteToken(jsontext.String(s.String()))
-}
 
 // Opcodes (RFC 6455 section 5.2).
 const (

@@ -1,4 +1,4 @@
-package flows
+package evidence
 
 import (
 	"encoding/json"
