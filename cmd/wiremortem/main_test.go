@@ -72,20 +72,8 @@ func TestCaps(t *testing.T) {
 	dir := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-no-101")
 	analyze := func(flags ...string) (doc map[string]any, verdict string) {
 		t.Helper()
-		out := filepath.Join(t.TempDir(), "doc.json")
-		var stdout, stderr bytes.Buffer
-		args := append([]string{"analyze", "-q", "--json", out, filepath.Join(dir, "capture.pcap"), filepath.Join(dir, "server.strace")}, flags...)
-		if code := run(args, &stdout, &stderr); code != exitOK {
-			t.Fatalf("%v: exit %d: %s", flags, code, stderr.String())
-		}
-		data, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(data, &doc); err != nil {
-			t.Fatal(err)
-		}
-		return doc, stdout.String()
+		verdict = analyzeJSON(t, &doc, append([]string{filepath.Join(dir, "capture.pcap"), filepath.Join(dir, "server.strace")}, flags...)...)
+		return doc, verdict
 	}
 	doc, verdict := analyze("--max-incidents", "1")
 	if doc["incidents_omitted"] != 1.0 || len(doc["incidents"].([]any)) != 1 {
@@ -112,6 +100,25 @@ func TestCaps(t *testing.T) {
 	if tooLong == 0 {
 		t.Error("--max-log-line 100: no line reported too long")
 	}
+}
+
+// analyzeJSON runs analyze -q --json on args, reads the document into
+// doc and returns what analyze printed (the verdict).
+func analyzeJSON(t *testing.T, doc any, args ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "doc.json")
+	var stdout, stderr bytes.Buffer
+	if code := run(append([]string{"analyze", "-q", "--json", out}, args...), &stdout, &stderr); code != exitOK {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr.String())
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, doc); err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String()
 }
 
 // TestLogWarnings: a log line analyze does not understand is counted and
@@ -205,15 +212,6 @@ func TestWebSocketKeepFlags(t *testing.T) {
 	}
 	analyze := func(flags ...string) []summary {
 		t.Helper()
-		out := filepath.Join(t.TempDir(), "doc.json")
-		var stdout, stderr bytes.Buffer
-		if code := run(append([]string{"analyze", "-q", "--json", out, capture}, flags...), &stdout, &stderr); code != exitOK {
-			t.Fatalf("%v: exit %d: %s", flags, code, stderr.String())
-		}
-		data, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var doc struct {
 			Conversations []struct {
 				HTTP *struct {
@@ -221,9 +219,7 @@ func TestWebSocketKeepFlags(t *testing.T) {
 				} `json:"http"`
 			} `json:"conversations"`
 		}
-		if err := json.Unmarshal(data, &doc); err != nil {
-			t.Fatal(err)
-		}
+		analyzeJSON(t, &doc, append([]string{capture}, flags...)...)
 		var sums []summary
 		for _, c := range doc.Conversations {
 			if c.HTTP != nil && c.HTTP.WebSocket != nil {
