@@ -24,18 +24,11 @@ import (
 // segments joins the lab's, so that reassembly holds bytes across gaps
 // while sweeps come and go.
 func generated(t *testing.T) [][]string {
-	var seeds []scale.Seed
 	paths := []string{testenv.Corpus(t, "zeek/testing/btest/Traces/http/zero-length-bodies-with-drops.pcap")}
 	for _, name := range []string{"tcp-clean", "ws-echo", "ws-deflate", "syn-backlog", "syn-refused", "zero-window", "close-wait", "nginx-proxy"} {
 		paths = append(paths, filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
 	}
-	for _, p := range paths {
-		s, err := scale.Load(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, s...)
-	}
+	seeds := loadSeeds(t, paths)
 	var out [][]string
 	for i, o := range []struct {
 		stretch float64

@@ -59,19 +59,30 @@ func TestConversationsWrittenInOrder(t *testing.T) {
 // scenarios' conversations (internal/scale) and returns its path.
 func labGenerated(t *testing.T, o scale.Options, scenarios ...string) string {
 	t.Helper()
-	var seeds []scale.Seed
+	var paths []string
 	for _, name := range scenarios {
-		s, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+		paths = append(paths, filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+	}
+	path := filepath.Join(t.TempDir(), "generated.pcap")
+	if _, err := scale.Write(path, loadSeeds(t, paths), o); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// loadSeeds reads the conversations of captures to be replayed
+// (internal/scale).
+func loadSeeds(t *testing.T, paths []string) []scale.Seed {
+	t.Helper()
+	var seeds []scale.Seed
+	for _, p := range paths {
+		s, err := scale.Load(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		seeds = append(seeds, s...)
 	}
-	path := filepath.Join(t.TempDir(), "generated.pcap")
-	if _, err := scale.Write(path, seeds, o); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return seeds
 }
 
 var errFull = errors.New("full")
