@@ -59,7 +59,9 @@ type incidentCard struct {
 	FlowsNote  string
 	Charts     []*chart
 	ChartsNote string
-	Evidence   []evidenceRow
+	// Transcripts show what the first conversations cited said above TCP.
+	Transcripts []transcript
+	Evidence    []evidenceRow
 	// EvidenceNote says how many items the cap left out.
 	EvidenceNote string
 	Causes       []cause
@@ -276,8 +278,13 @@ func (b *builder) incidentCard(i int, inc *rules.Incident, table conversationTab
 	}
 	if i < b.opts.MaxChartedIncidents {
 		c.Charts = b.incidentCharts(inc)
+		ids := make([]int, len(inc.Flows))
+		for j, f := range inc.Flows {
+			ids[j] = f.Conversation
+		}
+		c.Transcripts = b.transcripts(ids, shown)
 	} else {
-		c.ChartsNote = fmt.Sprintf("Charts are drawn for the first %d incidents only.", b.opts.MaxChartedIncidents)
+		c.ChartsNote = fmt.Sprintf("Charts and what the conversations said are shown for the first %d incidents only.", b.opts.MaxChartedIncidents)
 	}
 	for j, e := range inc.Evidence {
 		c.Evidence = append(c.Evidence, evidenceRow{

@@ -65,8 +65,8 @@ func Hostile(shift int) *analysis.Document {
 }
 
 // Plant appends strings of corpus, in turn from corpus[shift], to every
-// string reachable in doc: exported struct fields, slice and array
-// elements, pointed-to values, map keys and values.
+// string and byte slice reachable in doc: exported struct fields, slice
+// and array elements, pointed-to values, map keys and values.
 func Plant(doc *analysis.Document, corpus []string, shift int) {
 	p := &planter{corpus: corpus, next: shift}
 	p.walk(reflect.ValueOf(doc).Elem())
@@ -100,6 +100,12 @@ func (p *planter) walk(v reflect.Value) {
 			}
 		}
 	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			if v.CanSet() { // a payload: bytes from the wire
+				v.SetBytes(append(slices.Clip(v.Bytes()), p.hostile()...))
+			}
+			return
+		}
 		for i := range v.Len() {
 			p.walk(v.Index(i))
 		}

@@ -126,6 +126,6 @@ func Large(n int) *analysis.Document {
 		Inputs:    []analysis.InputFile{{Path: "large.pcap", Kind: analysis.KindCapture, SHA256: "00", Records: s.nextPacket, First: T0, Last: end}},
 		Incidents: incidents,
 	}
-	finish(doc, convs, nil, end)
+	finish(doc, convs, nil, nil, end)
 	return doc
 }

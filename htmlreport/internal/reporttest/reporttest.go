@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wiremortem/analysis"
+	"wiremortem/decoders/http"
 	"wiremortem/evidence"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
@@ -424,13 +425,13 @@ func Fixed() *analysis.Document {
 		},
 	}
 	doc.Inputs[0].Capture = &capture.Info{Path: captureFile, Format: capture.PCAP, Compression: capture.Uncompressed, LinkType: "Ethernet", Snaplen: 262144}
-	finish(doc, convs, events, T0.Add(ms(75000)))
+	finish(doc, convs, decoded(ws, zw), events, T0.Add(ms(75000)))
 	return doc
 }
 
 // finish fills what analysis.Run derives from the conversations: the
 // summary, the capped timeline, the rates and the conversation list.
-func finish(doc *analysis.Document, convs []*flows.Conversation, events []analysis.TimelineEvent, end time.Time) {
+func finish(doc *analysis.Document, convs []*flows.Conversation, decoded map[int]*http.Conversation, events []analysis.TimelineEvent, end time.Time) {
 	doc.Summary = analysis.Summary{Start: T0, End: end, Conversations: len(convs), Incidents: map[string]int{}}
 	for _, c := range convs {
 		p := c.FromClient.Packets + c.FromServer.Packets
@@ -444,7 +445,7 @@ func finish(doc *analysis.Document, convs []*flows.Conversation, events []analys
 	doc.Timeline, doc.TimelineOmitted = analysis.BuildTimeline(convs, events, doc.Incidents, 0)
 	doc.Rates = analysis.BuildRates(convs, doc.Summary.Start, doc.Summary.End)
 	for _, c := range convs {
-		doc.Conversations = append(doc.Conversations, analysis.Conversation{Conversation: c})
+		doc.Conversations = append(doc.Conversations, analysis.Conversation{Conversation: c, HTTP: decoded[c.ID]})
 	}
 	if doc.Warnings == nil {
 		doc.Warnings = []analysis.Warning{}

@@ -1,0 +1,255 @@
+package htmlreport
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"wiremortem/analysis"
+	"wiremortem/decoders/http"
+	"wiremortem/decoders/websocket"
+	"wiremortem/evidence"
+	"wiremortem/flows"
+	"wiremortem/internal/testenv"
+)
+
+// TestTranscriptsOfLabCaptures renders the report of real lab captures
+// (a real TCP stack, real WebSocket servers and clients, nginx) and checks
+// that each incident shows what its conversations said, as decoded: every
+// kept message with its packet and payload, every Close with its code, the
+// upgrade's verdict, the TCP end, in time order; and what each scenario is
+// about.
+func TestTranscriptsOfLabCaptures(t *testing.T) {
+	root := testenv.RepoRoot()
+	for _, tc := range []struct {
+		scenario string
+		// want are texts some transcript line of the scenario must hold,
+		// in this order across the lines.
+		want []string
+	}{
+		{"ws-no-101", []string{"GET /ws?try=", "no 101 after 5.0", "close frame (code 1000), unmasked, although no 101 came", "FIN"}},
+		{"ws-rejected", []string{"GET ", "HTTP/1.1 400 Bad Request", "rejected with 400"}},
+		{"ws-bad-accept", []string{"GET /ws", "HTTP/1.1 101", "bad Sec-WebSocket-Accept"}},
+		{"ws-abnormal-close", []string{"GET /fail", "upgrade to websocket: ok", "text message, 17 bytes", "Close 1011 “backend failure”, answered", "Close 1011 “backend failure”, in reply"}},
+		{"zero-window-nginx", []string{"GET /agent", "HTTP/1.1 101 Switching Protocols", "text message, 1,024 bytes", "advertises a zero window", "RST: resets the connection"}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			path := filepath.Join(root, "testdata", "captures", tc.scenario, "capture.pcap")
+			res, err := analysis.Run(context.Background(), []analysis.Input{{Path: path, Kind: analysis.KindCapture}}, analysis.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			doc := res.Document
+			if len(doc.Incidents) == 0 {
+				t.Fatal("no incident")
+			}
+			p := buildPage(doc, Options{}.withDefaults())
+			byID := map[int]analysis.Conversation{}
+			for _, c := range doc.Conversations {
+				byID[c.ID] = c
+			}
+			var all []string
+			shown := 0
+			for i, card := range p.Incidents {
+				cited := map[int]bool{}
+				for _, f := range sortedIncidents(doc.Incidents)[i].Flows {
+					cited[f.Conversation] = true
+				}
+				for _, tr := range card.Transcripts {
+					shown++
+					var id int
+					if _, err := fmt.Sscanf(tr.Title, "What conversation %d said", &id); err != nil || !cited[id] {
+						t.Fatalf("transcript %q is not of a conversation the incident cites", tr.Title)
+					}
+					checkTranscript(t, tr, byID[id])
+					for _, l := range tr.Lines {
+						all = append(all, l.What+" "+l.Payload)
+					}
+				}
+			}
+			if shown == 0 {
+				t.Fatal("no incident shows what its conversations said")
+			}
+			at := 0
+			for _, line := range all {
+				if at < len(tc.want) && strings.Contains(line, tc.want[at]) {
+					at++
+				}
+			}
+			if at < len(tc.want) {
+				t.Errorf("no line holds %q (after the lines holding %q); lines:\n%s", tc.want[at], tc.want[:at], strings.Join(all, "\n"))
+			}
+		})
+	}
+}
+
+// checkTranscript checks one transcript against its conversation's
+// decoded records: times never go back, each kept message is a line with
+// its packet and payload, each Close a line with its code.
+func checkTranscript(t *testing.T, tr transcript, c analysis.Conversation) {
+	t.Helper()
+	if len(tr.Lines) > maxSaidLines+1 {
+		t.Errorf("%d lines, over the cap of %d", len(tr.Lines), maxSaidLines)
+	}
+	var last string
+	for _, l := range tr.Lines {
+		if l.Time == "—" || l.Class == "omitted" {
+			continue
+		}
+		if l.Time < last {
+			t.Errorf("%s: line at %s after one at %s", tr.Title, l.Time, last)
+		}
+		last = l.Time
+	}
+	has := func(class, ref string, parts ...string) bool {
+		return slices.ContainsFunc(tr.Lines, func(l saidLine) bool {
+			if l.Class != class || l.Ref != ref {
+				return false
+			}
+			for _, p := range parts {
+				if !strings.Contains(l.What+" "+l.Payload, p) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	ref := func(s evidence.Stamp) string { return fmt.Sprintf("#%d", s.Packet) }
+	ws := c.HTTP.WebSocket
+	if ws == nil || len(tr.Lines) > maxSaidLines { // capped: not every record is a line
+		return
+	}
+	for _, m := range ws.Messages {
+		payload := string(m.Payload)
+		if len(payload) > maxPayloadShown {
+			payload = payload[:maxPayloadShown]
+		}
+		if !has("message", ref(m.Start), m.Opcode+" message", analysis.Safe(payload)) {
+			t.Errorf("%s: no line for the %s message at %s", tr.Title, m.From, ref(m.Start))
+		}
+	}
+	for _, cl := range ws.Closes {
+		if !has("close", ref(cl.Stamp), fmt.Sprintf("Close %d", cl.Code)) {
+			t.Errorf("%s: no line for the Close %d at %s", tr.Title, cl.Code, ref(cl.Stamp))
+		}
+	}
+}
+
+// TestSaidLinesCapped builds a conversation with more exchanges and
+// messages than the document keeps and than a transcript shows: the
+// lines left out are counted where they were, and the transcript keeps
+// its first lines and the most recent ones, which lead to the end.
+func TestSaidLinesCapped(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	stamp := func(n int) evidence.Stamp {
+		return evidence.Stamp{Time: t0.Add(time.Duration(n) * time.Millisecond), Ref: evidence.Ref{Source: "c.pcap", Packet: int64(n)}}
+	}
+	c := &flows.Conversation{ID: 1, FirstPacket: evidence.Ref{Source: "c.pcap", Packet: 1}}
+	c.KeyPackets = []flows.KeyPacket{{Stamp: stamp(1000), From: flows.Server, Label: "rst"}}
+	req := &http.Message{Start: stamp(1), End: stamp(1), Method: "GET", URI: "/ws", Version: "HTTP/1.1", Complete: true}
+	resp := &http.Message{Start: stamp(2), End: stamp(2), Version: "HTTP/1.1", Status: 101, Reason: "Switching Protocols", Complete: true}
+	h := &http.Conversation{
+		Protocol:  "http",
+		Exchanges: []http.Exchange{{Request: req, Response: resp}},
+		Upgrades:  []http.UpgradeHandshake{{Request: req, Response: resp, Protocol: "websocket", Verdict: http.VerdictOK, Waited: time.Millisecond}},
+		WebSocket: &websocket.Summary{MessagesOmitted: 36},
+	}
+	// 64 kept of 100: the first 32 (at 10..41 ms) and the last 32 (at
+	// 78..109 ms), as the decoder keeps them.
+	for i := range 100 {
+		if i < 32 || i >= 68 {
+			h.WebSocket.Messages = append(h.WebSocket.Messages, websocket.Message{From: websocket.Client, Opcode: "text", Start: stamp(10 + i), Length: 3, Payload: []byte(fmt.Sprint(i))})
+		}
+	}
+	lines := saidLines(c, h)
+	if len(lines) != maxSaidLines+1 {
+		t.Fatalf("%d lines, want %d and one that counts the rest", len(lines), maxSaidLines+1)
+	}
+	// 1 request + 1 response + 1 verdict + 64 messages + 1 omitted marker
+	// + 1 RST = 69 lines: the first 6, the last 18.
+	want := []string{"GET /ws HTTP/1.1", "HTTP/1.1 101", "upgrade to websocket: ok", "0", "1", "2",
+		"… 45 more lines here; the JSON document has every one kept …"}
+	for i := 83; i < 100; i++ {
+		want = append(want, fmt.Sprint(i))
+	}
+	want = append(want, "RST: resets the connection")
+	var got []string
+	for _, l := range lines {
+		got = append(got, cmpLine(l))
+	}
+	if !linesStart(got, want) {
+		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if lines[len(lines)-1].Ref != "#1000" || lines[3].Ref != "#10" || lines[3].Time != "10:00:00.010000" {
+		t.Errorf("refs and times: %+v, %+v", lines[3], lines[len(lines)-1])
+	}
+
+	// With fewer lines, the marker of the messages the decoder left out
+	// sits between the first half and the last.
+	h.WebSocket.Messages = append(h.WebSocket.Messages[:4], h.WebSocket.Messages[60:]...)
+	lines = saidLines(c, h)
+	got = got[:0]
+	for _, l := range lines {
+		got = append(got, cmpLine(l))
+	}
+	want = []string{"GET /ws HTTP/1.1", "HTTP/1.1 101", "upgrade to websocket: ok", "0", "1", "2", "3", "… 36 messages not kept (--ws-messages: the first and the most recent are) …", "96", "97", "98", "99", "RST: resets the connection"}
+	if !linesStart(got, want) {
+		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// linesStart says whether each line starts with the wanted text.
+func linesStart(got, want []string) bool {
+	return slices.EqualFunc(got, want, strings.HasPrefix)
+}
+
+// cmpLine is a line's payload, or its text when it has none.
+func cmpLine(l saidLine) string {
+	if l.Payload != "" {
+		return l.Payload
+	}
+	return l.What
+}
+
+func TestPayloadPreview(t *testing.T) {
+	long := strings.Repeat("a", maxPayloadShown+10)
+	for _, tc := range []struct {
+		m    websocket.Message
+		want string
+	}{
+		{websocket.Message{Opcode: "text", Payload: []byte("hello")}, "hello"},
+		{websocket.Message{Opcode: "text", Payload: []byte("line\nnext\x1b[31m")}, `line\x0anext\x1b[31m`},
+		{websocket.Message{Opcode: "text", Payload: []byte("bad \xff utf8")}, `bad \xff utf8`},
+		{websocket.Message{Opcode: "text", Payload: []byte("cut"), PayloadTruncated: true}, "cut …"},
+		{websocket.Message{Opcode: "text", Payload: []byte(long)}, long[:maxPayloadShown] + " …"},
+		{websocket.Message{Opcode: "binary", Payload: []byte{0x1f, 0x8b, 0x08}}, "1f 8b 08"},
+		{websocket.Message{Opcode: "binary", Payload: make([]byte, 100)}, strings.TrimSpace(strings.Repeat("00 ", maxPayloadShown/3)) + " …"},
+		{websocket.Message{Opcode: "binary"}, ""},
+	} {
+		if got := payloadPreview(&tc.m); got != tc.want {
+			t.Errorf("%s %q: got %q, want %q", tc.m.Opcode, tc.m.Payload, got, tc.want)
+		}
+	}
+}
+
+func TestCloseLine(t *testing.T) {
+	for _, tc := range []struct {
+		c     websocket.Close
+		reply bool
+		want  string
+	}{
+		{websocket.Close{Code: 1000, Answered: true}, false, "Close 1000, answered"},
+		{websocket.Close{Code: 1000}, true, "Close 1000, in reply"},
+		{websocket.Close{Code: 1011, Reason: "backend failure"}, false, "Close 1011 “backend failure”, never answered"},
+		{websocket.Close{}, false, "Close without a status code, never answered"},
+	} {
+		if got := closeLine(&tc.c, tc.reply); got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}
