@@ -57,12 +57,13 @@ const (
 	maxPayloadShown = 256
 )
 
-// transcripts returns what the conversations an incident cites said, for
-// those that carried HTTP.
-func (b *builder) transcripts(flows []int, shown map[int]bool) []transcript {
+// transcripts returns what the conversations an incident cites (ids, in
+// the incident's order) said, for the first few that carried HTTP; shown
+// are the conversations the table has a row for.
+func (b *builder) transcripts(ids []int, shown map[int]bool) []transcript {
 	var out []transcript
 	seen := map[int]bool{}
-	for _, id := range flows {
+	for _, id := range ids {
 		if len(out) == maxTranscripts {
 			break
 		}
