@@ -34,6 +34,14 @@ const (
 	EventUpgrade101 EventKind = "http-101"
 	EventWSClose    EventKind = "ws-close"
 	EventLogError   EventKind = "log-error"
+	// EventUpgradeFailed is an upgrade request that got no 101 (no
+	// answer, at the request; a refusal, at the answer) or a 101 with a
+	// wrong Sec-WebSocket-Accept; EventWSFrameWithoutUpgrade a WebSocket
+	// frame a client sent although no 101 came (seed 000's Close frame);
+	// EventWSViolation a WebSocket protocol violation.
+	EventUpgradeFailed         EventKind = "http-upgrade-failed"
+	EventWSFrameWithoutUpgrade EventKind = "ws-frame-without-upgrade"
+	EventWSViolation           EventKind = "ws-violation"
 	// EventLogRequest is an access-log line worth seeing (a 101, a
 	// 4xx), EventStrace a traced call on a joined socket (accept, connect,
 	// first read and write, read = 0, close) and EventSnapshot one ss or
@@ -71,23 +79,26 @@ const (
 // starts or ends one.
 const (
 	priorityRoutine  = 1 // SYN, FIN
-	priorityNotable  = 3 // an unanswered SYN, a 101, a close frame
-	prioritySymptom  = 5 // RST, zero window, an error line
+	priorityNotable  = 3 // an unanswered SYN, a 101, a close frame, a protocol violation
+	prioritySymptom  = 5 // RST, zero window, an error line, a failed upgrade
 	priorityIncident = 10
 )
 
 var kindPriority = map[EventKind]int{
-	EventSYN:             priorityRoutine,
-	EventFIN:             priorityRoutine,
-	EventUpgrade101:      priorityNotable,
-	EventWSClose:         priorityNotable,
-	EventRST:             prioritySymptom,
-	EventZeroWindowStart: prioritySymptom,
-	EventZeroWindowEnd:   prioritySymptom,
-	EventLogError:        prioritySymptom,
-	EventLogRequest:      priorityNotable,
-	EventStrace:          priorityRoutine,
-	EventSnapshot:        priorityRoutine,
+	EventSYN:                   priorityRoutine,
+	EventFIN:                   priorityRoutine,
+	EventUpgrade101:            priorityNotable,
+	EventWSClose:               priorityNotable,
+	EventWSViolation:           priorityNotable,
+	EventUpgradeFailed:         prioritySymptom,
+	EventWSFrameWithoutUpgrade: prioritySymptom,
+	EventRST:                   prioritySymptom,
+	EventZeroWindowStart:       prioritySymptom,
+	EventZeroWindowEnd:         prioritySymptom,
+	EventLogError:              prioritySymptom,
+	EventLogRequest:            priorityNotable,
+	EventStrace:                priorityRoutine,
+	EventSnapshot:              priorityRoutine,
 }
 
 // BuildTimeline picks the key events of every conversation, adds the

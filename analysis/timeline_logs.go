@@ -15,13 +15,16 @@ import (
 	"wiremortem/flows"
 )
 
-// What the decoders and the logs add to the timeline: upgrades and close
-// frames from the decoded conversations; nginx errors and the access lines
+// What the decoders and the logs add to the timeline: upgrades answered or
+// not, frames sent without one, close frames and protocol violations from
+// the decoded conversations; nginx errors and the access lines
 // that matter, the traced calls of joined sockets and the ss snapshots
 // from the logs. A log whose clock could not be put on the capture's is
 // left off: its marks would sit hours away from the packets.
 
-// decodedEvents are the 101s and the WebSocket close frames.
+// decodedEvents are the 101s, the upgrades that failed, the WebSocket
+// frames sent without an upgrade, the Close frames and the protocol
+// violations.
 func decodedEvents(convs []*flows.Conversation, decoded map[int]*http.Conversation, add func(TimelineEvent)) {
 	for _, c := range convs {
 		h := decoded[c.ID]
@@ -29,14 +32,33 @@ func decodedEvents(convs []*flows.Conversation, decoded map[int]*http.Conversati
 			continue
 		}
 		lane := c.Server.String()
+		event := func(kind EventKind, at evidence.Stamp, what string) {
+			add(TimelineEvent{Item: evidence.Item{Ref: at.Ref, Time: at.Time, What: what}, Kind: kind, Lane: lane, Conversation: c.ID})
+		}
 		for _, u := range h.Upgrades {
-			if u.Response != nil && u.Response.Status == 101 {
-				add(TimelineEvent{Item: evidence.Item{Ref: u.Response.Start.Ref, Time: u.Response.Start.Time, What: fmt.Sprintf("101 Switching Protocols to %s (%s)", c.Client, u.Verdict)}, Kind: EventUpgrade101, Lane: lane, Conversation: c.ID})
+			switch {
+			case u.Response != nil && u.Response.Status == 101:
+				event(EventUpgrade101, u.Response.Start, fmt.Sprintf("101 Switching Protocols to %s (%s)", c.Client, u.Verdict))
+				if u.Verdict == http.VerdictBadAccept {
+					event(EventUpgradeFailed, u.Response.Start, fmt.Sprintf("101 to %s with a wrong Sec-WebSocket-Accept", c.Client))
+				}
+			case u.Response != nil:
+				event(EventUpgradeFailed, u.Response.Start, fmt.Sprintf("%d %s to the %s upgrade from %s", u.Response.Status, Safe(capString(u.Response.Reason, 60)), Safe(capString(u.Protocol, 40)), c.Client))
+			case u.Request != nil:
+				event(EventUpgradeFailed, u.Request.Start, fmt.Sprintf("%s upgrade from %s: no response in %s", Safe(capString(u.Protocol, 40)), c.Client, FormatDuration(u.Waited)))
+			}
+			for _, f := range u.FramesWithoutUpgrade {
+				event(EventWSFrameWithoutUpgrade, f.Stamp, fmt.Sprintf("%s sent a WebSocket %s frame (%s) although no 101 came", c.Client, f.Opcode, f.Hex))
 			}
 		}
 		if h.WebSocket != nil {
 			for _, cl := range h.WebSocket.Closes {
-				add(TimelineEvent{Item: evidence.Item{Ref: cl.Ref, Time: cl.Time, What: fmt.Sprintf("WebSocket Close %d from the %s", cl.Code, cl.From)}, Kind: EventWSClose, Lane: lane, Conversation: c.ID})
+				event(EventWSClose, cl.Stamp, fmt.Sprintf("WebSocket Close %d from the %s", cl.Code, cl.From))
+			}
+			for _, v := range h.WebSocket.Violations {
+				if !v.Time.IsZero() {
+					event(EventWSViolation, v.Stamp, fmt.Sprintf("WebSocket protocol violation from the %s: %s", v.From, v.Kind))
+				}
 			}
 		}
 	}

@@ -75,25 +75,28 @@ type markStyle struct {
 // eventStyles covers the kinds of timeline events the report knows; other
 // kinds are drawn with defaultEventStyle under their own name.
 var eventStyles = map[analysis.EventKind]markStyle{
-	analysis.EventSYN:             {"SYN", "#2e7d32", "triangle"},
-	analysis.EventUpgrade101:      {"101 Switching Protocols", "#00838f", "diamond"},
-	analysis.EventZeroWindowStart: {"zero window", "#ef6c00", "rect"},
-	analysis.EventZeroWindowEnd:   {"window reopened", "#9e9d24", "rect"},
-	analysis.EventRST:             {"RST", "#c62828", "pin"},
-	analysis.EventFIN:             {"FIN", "#1565c0", "circle"},
-	analysis.EventWSClose:         {"WebSocket close frame", "#6a1b9a", "diamond"},
-	analysis.EventLogError:        {"error line", "#ad1457", "roundRect"},
-	analysis.EventLogRequest:      {"access line", "#5d4037", "roundRect"},
-	analysis.EventStrace:          {"traced call", "#37474f", "pin"},
-	analysis.EventSnapshot:        {"ss snapshot", "#78909c", "rect"},
+	analysis.EventSYN:                   {"SYN", "#2e7d32", "triangle"},
+	analysis.EventUpgrade101:            {"101 Switching Protocols", "#00838f", "diamond"},
+	analysis.EventZeroWindowStart:       {"zero window", "#ef6c00", "rect"},
+	analysis.EventZeroWindowEnd:         {"window reopened", "#9e9d24", "rect"},
+	analysis.EventRST:                   {"RST", "#c62828", "pin"},
+	analysis.EventFIN:                   {"FIN", "#1565c0", "circle"},
+	analysis.EventWSClose:               {"WebSocket close frame", "#6a1b9a", "diamond"},
+	analysis.EventUpgradeFailed:         {"upgrade not answered with 101", "#d84315", "diamond"},
+	analysis.EventWSFrameWithoutUpgrade: {"WebSocket frame without an upgrade", "#b71c1c", "triangle"},
+	analysis.EventWSViolation:           {"WebSocket protocol violation", "#8e24aa", "triangle"},
+	analysis.EventLogError:              {"error line", "#ad1457", "roundRect"},
+	analysis.EventLogRequest:            {"access line", "#5d4037", "roundRect"},
+	analysis.EventStrace:                {"traced call", "#37474f", "pin"},
+	analysis.EventSnapshot:              {"ss snapshot", "#78909c", "rect"},
 }
 
 var defaultEventStyle = markStyle{color: "#546e7a", symbol: "circle"}
 
 // eventOrder fixes the legend order: handshake, data-level events, close.
 var eventOrder = []analysis.EventKind{
-	analysis.EventSYN, analysis.EventUpgrade101, analysis.EventZeroWindowStart, analysis.EventZeroWindowEnd,
-	analysis.EventWSClose, analysis.EventLogError, analysis.EventLogRequest, analysis.EventStrace, analysis.EventSnapshot,
+	analysis.EventSYN, analysis.EventUpgrade101, analysis.EventUpgradeFailed, analysis.EventZeroWindowStart, analysis.EventZeroWindowEnd,
+	analysis.EventWSFrameWithoutUpgrade, analysis.EventWSViolation, analysis.EventWSClose, analysis.EventLogError, analysis.EventLogRequest, analysis.EventStrace, analysis.EventSnapshot,
 	analysis.EventFIN, analysis.EventRST,
 }
 
