@@ -239,6 +239,9 @@ func requestLine(m *http.Message) string {
 }
 
 func statusLine(m *http.Message, interimCodes []int) string {
+	if m.Status == 0 { // the answer to an HTTP/0.9 request
+		return m.Version + " answer: the body alone, up to the close" + messageFlags(m)
+	}
 	return strings.TrimSpace(m.Version+" "+strconv.Itoa(m.Status)+" "+m.Reason) + interim(interimCodes) + messageFlags(m)
 }
 

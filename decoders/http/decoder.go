@@ -290,6 +290,17 @@ func (d *Decoder) detect(h *half, b []byte, loc evidence.Locator, base int) int 
 		h.buf = h.buf[:0]
 		return len(b)
 	}
+	if h.side == Server && len(d.pending) > 0 && d.pending[0].Request.Version == http09 {
+		// The answer to a simple request: its bytes are the body, up to
+		// the close. Those held to tell are the body's first.
+		msg := &Message{Start: loc.At(base), Version: http09, ContentLength: -1, BodyBytes: int64(len(h.buf))}
+		if len(h.buf) > 0 {
+			msg.Start = h.start
+		}
+		d.pending[0].Response = msg
+		h.msg, h.mode, h.buf = msg, modeUntilClose, h.buf[:0]
+		return 0
+	}
 	if d.conv.Protocol == "" {
 		d.conv.Protocol = "not-http"
 		d.done = true
@@ -303,11 +314,24 @@ func (d *Decoder) detect(h *half, b []byte, loc evidence.Locator, base int) int 
 // headers collects a start line and headers, then parses them.
 func (d *Decoder) headers(h *half, b []byte, loc evidence.Locator, base int) int {
 	if len(h.buf) == 0 {
+		if h.side == Client {
+			// Empty lines before a request line are ignored (RFC 9112
+			// section 2.2): a client's extra CRLF after its last message.
+			if n := len(b) - len(bytes.TrimLeft(b, "\r\n")); n > 0 {
+				return n
+			}
+		}
 		h.start = loc.At(base)
 	}
 	prev := len(h.buf)
 	h.buf = append(h.buf, b...)
 	end, sepLen := headerEnd(h.buf, max(0, prev-3))
+	if end < 0 && h.side == Client {
+		// An HTTP/0.9 request is its line alone, no headers follow.
+		if i := bytes.IndexByte(h.buf, '\n'); i >= 0 && simpleRequest(string(bytes.TrimSuffix(h.buf[:i], []byte("\r")))) {
+			end, sepLen = i+1, 0
+		}
+	}
 	if end < 0 {
 		if len(h.buf) > d.opts.MaxHeaderBytes {
 			d.conv.Undecodable[h.side] = fmt.Sprintf("headers over %d bytes", d.opts.MaxHeaderBytes)
@@ -368,7 +392,10 @@ func parseHead(side Side, block []byte, msg *Message) string {
 	first := lines[0]
 	if side == Client {
 		parts := strings.SplitN(first, " ", 3)
-		if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/") {
+		switch {
+		case simpleRequest(first):
+			parts = append(parts, http09)
+		case len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/"):
 			return fmt.Sprintf("bad request line %q", truncate(first, 64))
 		}
 		msg.Method, msg.URI, msg.Version = keep(parts[0]), strings.Clone(truncate(parts[1], 512)), keep(parts[2])
@@ -437,6 +464,16 @@ func parseHead(side Side, block []byte, msg *Message) string {
 	return ""
 }
 
+// http09 is the version of a simple request (RFC 1945 section 4.1:
+// "GET" and a URI, nothing else) and of its answer, the body alone up to
+// the close. Old monitoring probes still send them.
+const http09 = "HTTP/0.9"
+
+func simpleRequest(line string) bool {
+	uri, ok := strings.CutPrefix(line, "GET ")
+	return ok && uri != "" && !strings.ContainsAny(uri, " \t")
+}
+
 func appendOnce(flags []string, f string) []string {
 	for _, x := range flags {
 		if x == f {
@@ -451,7 +488,7 @@ func appendOnce(flags []string, f string) []string {
 var common = map[string]string{}
 
 func init() {
-	for _, w := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "HTTP/1.0", "HTTP/1.1", "OK", "Switching Protocols", "Not Found", "Bad Request", "Forbidden", "Bad Gateway", "Gateway Timeout", "Internal Server Error", "Service Unavailable", "No Content", "Found", "Moved Permanently", "Not Modified"} {
+	for _, w := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", http09, "HTTP/1.0", "HTTP/1.1", "OK", "Switching Protocols", "Not Found", "Bad Request", "Forbidden", "Bad Gateway", "Gateway Timeout", "Internal Server Error", "Service Unavailable", "No Content", "Found", "Moved Permanently", "Not Modified"} {
 		common[w] = w
 	}
 }

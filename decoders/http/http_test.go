@@ -148,6 +148,54 @@ func TestExchanges(t *testing.T) {
 	}
 }
 
+// TestSimpleRequests: an HTTP/0.9 request is "GET" and a URI on a line
+// alone (a strict client sends no blank line after it), answered by the
+// body alone up to the close; split anywhere. An extra CRLF between
+// keep-alive requests is skipped, not a bad request line.
+func TestSimpleRequests(t *testing.T) {
+	for _, chunk := range []int{1, 3, 64} {
+		for i, request := range []string{"GET /status\r\n", "GET /status\r\n\r\n", "GET /status\n"} {
+			// The second body starts like a status line ("H"): the bytes
+			// held to tell count as body.
+			body := []string{"<html>up</html>\n", "Hello, world!!!\n", "HTTP/0.9 is old\n"}[i]
+			c := run(t, Options{}, chunk,
+				step{Client, request, 0, false},
+				step{Server, body, 2, false},
+				step{Server, "", 3, true},
+			)
+			if len(c.Exchanges) != 1 || c.Undecodable != [2]string{} {
+				t.Fatalf("chunk %d, %q: exchanges %+v, undecodable %q", chunk, request, c.Exchanges, c.Undecodable)
+			}
+			x := c.Exchanges[0]
+			if x.Request.Method != "GET" || x.Request.URI != "/status" || x.Request.Version != "HTTP/0.9" || !x.Request.Complete {
+				t.Errorf("chunk %d, %q: request %+v", chunk, request, x.Request)
+			}
+			if r := x.Response; r == nil || r.Version != "HTTP/0.9" || r.Status != 0 || r.BodyBytes != 16 || !r.Complete || r.Start.Packet == 0 {
+				t.Errorf("chunk %d, %q: response %+v", chunk, request, r)
+			}
+		}
+	}
+	// Not simple requests: another method, a URI with a space, a status
+	// line in the answer (a 1.x server answering a 0.9 request).
+	c := run(t, Options{}, 64, step{Client, "GET /a\r\n", 0, false}, step{Server, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 1, false})
+	if r := c.Exchanges[0].Response; r == nil || r.Status != 200 || r.BodyBytes != 2 {
+		t.Errorf("1.0 answer to a 0.9 request: %+v", r)
+	}
+	for _, line := range []string{"POST /a\r\n\r\n", "GET /a b\r\n\r\n"} {
+		c := run(t, Options{}, 64, step{Client, "GET /ok HTTP/1.1\r\n\r\n" + line, 0, false})
+		if !strings.HasPrefix(c.Undecodable[Client], "bad request line") {
+			t.Errorf("%q: undecodable %q", line, c.Undecodable[Client])
+		}
+	}
+	c = run(t, Options{}, 5,
+		step{Client, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 0, false},
+		step{Server, "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 1, false},
+	)
+	if len(c.Exchanges) != 2 || c.Exchanges[1].Request.URI != "/b" || c.Undecodable[Client] != "" {
+		t.Errorf("CRLFs between requests: %+v, undecodable %q", c.Exchanges, c.Undecodable[Client])
+	}
+}
+
 func TestSmugglingSignals(t *testing.T) {
 	c := run(t, Options{}, 64, step{Client, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, false})
 	flags := strings.Join(c.Exchanges[0].Request.Flags, ",")
@@ -186,6 +234,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Add(upgradeRequest, answer("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")+"\x81\x02hi", uint8(3), false)
 	f.Add(upgradeRequest+"\x88\x02\x03\xe8", "", uint8(1), false)
 	f.Add("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\nbody", uint8(7), true)
+	f.Add("GET /\r\n\r\nGET /x HTTP/1.1\r\n\r\n", "HTTP/0.9 body\n", uint8(2), false)
 	f.Fuzz(func(t *testing.T, client, server string, chunk uint8, midStream bool) {
 		defer testenv.Watchdog(3*time.Second, []byte(client+server))()
 		n := int(chunk%32) + 1
