@@ -56,7 +56,7 @@ func TestZeekHTTPLog(t *testing.T) {
 						"id.resp_h": c.Server.Addr().String(), "id.resp_p": strconv.Itoa(int(c.Server.Port())),
 						"trans_depth": strconv.Itoa(i + 1), "method": req.Method, "host": dash(req.Headers.Get("Host")), "uri": req.URI,
 						"version": strings.TrimPrefix(req.Version, "HTTP/"), "user_agent": dash(req.Headers.Get("User-Agent")),
-						"request_body_len": strconv.FormatInt(req.BodyBytes, 10),
+						"request_body_len":  strconv.FormatInt(req.BodyBytes, 10),
 						"response_body_len": "0", "status_code": "-", "status_msg": "-", "info_code": "-",
 					}
 					if r := x.Response; r != nil {
