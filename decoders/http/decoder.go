@@ -326,8 +326,11 @@ func (d *Decoder) headers(h *half, b []byte, loc evidence.Locator, base int) int
 	prev := len(h.buf)
 	h.buf = append(h.buf, b...)
 	end, sepLen := headerEnd(h.buf, max(0, prev-3))
-	if end < 0 && h.side == Client {
-		// An HTTP/0.9 request is its line alone, no headers follow.
+	// An HTTP/0.9 request is its line alone, no headers follow. Not
+	// where decoding picked up mid-stream: a body line that reads
+	// "GET /x" would pass for one.
+	simple := h.side == Client && !d.conv.Partial
+	if end < 0 && simple {
 		if i := bytes.IndexByte(h.buf, '\n'); i >= 0 && simpleRequest(string(bytes.TrimSuffix(h.buf[:i], []byte("\r")))) {
 			end, sepLen = i+1, 0
 		}
@@ -343,7 +346,7 @@ func (d *Decoder) headers(h *half, b []byte, loc evidence.Locator, base int) int
 	block := h.buf[:end]
 	msg := &Message{Start: h.start, HeaderBytes: end + sepLen, ContentLength: -1}
 	h.buf = h.buf[:0]
-	if problem := parseHead(h.side, block, msg); problem != "" {
+	if problem := parseHead(h.side, block, msg, simple); problem != "" {
 		d.conv.Undecodable[h.side] = problem
 		h.mode = modeBroken
 		return len(b)
@@ -383,8 +386,9 @@ var wantedHeaders = map[string]string{
 
 const maxHeaderValue = 256
 
-// parseHead parses a start line and headers into msg.
-func parseHead(side Side, block []byte, msg *Message) string {
+// parseHead parses a start line and headers into msg; simple accepts an
+// HTTP/0.9 request line.
+func parseHead(side Side, block []byte, msg *Message, simple bool) string {
 	if bytes.Contains(block, []byte("\n")) && !bytes.Contains(block, []byte("\r\n")) {
 		msg.Flags = append(msg.Flags, "bare-lf")
 	}
@@ -393,7 +397,7 @@ func parseHead(side Side, block []byte, msg *Message) string {
 	if side == Client {
 		parts := strings.SplitN(first, " ", 3)
 		switch {
-		case simpleRequest(first):
+		case simple && simpleRequest(first):
 			parts = append(parts, http09)
 		case len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/"):
 			return fmt.Sprintf("bad request line %q", truncate(first, 64))

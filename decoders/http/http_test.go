@@ -187,6 +187,12 @@ func TestSimpleRequests(t *testing.T) {
 			t.Errorf("%q: undecodable %q", line, c.Undecodable[Client])
 		}
 	}
+	// Picked up mid-stream, a body line that reads like one is not a
+	// request.
+	c = run(t, Options{MidStream: true}, 64, step{Client, "body\r\nGET /x\r\n\r\n", 0, false})
+	if len(c.Exchanges) != 0 || !strings.HasPrefix(c.Undecodable[Client], "bad request line") {
+		t.Errorf("mid-stream \"GET /x\": exchanges %+v, undecodable %q", c.Exchanges, c.Undecodable[Client])
+	}
 	c = run(t, Options{}, 5,
 		step{Client, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 0, false},
 		step{Server, "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 1, false},
