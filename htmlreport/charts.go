@@ -38,6 +38,8 @@ type builder struct {
 	opts     Options
 	convByID map[int]*analysis.Conversation
 	charts   int
+	// joinedLogs are the timeline's log marks by conversation (logLines).
+	joinedLogs map[int][]analysis.TimelineEvent
 }
 
 func newBuilder(doc *analysis.Document, opts Options) *builder {

@@ -35,11 +35,12 @@ type transcript struct {
 
 type saidLine struct {
 	// Class is the line's kind for the style sheet: request, response,
-	// verdict, message, close, violation, tcp, omitted.
+	// verdict, message, close, violation, tcp, log, omitted.
 	Class string
 	Time  string
-	// From is "client", "server", or empty for a line that is wiremortem's
-	// own (a verdict, a count of lines left out).
+	// From is "client", "server", "strace" or "log" (a line of the trace
+	// or of nginx's logs), or empty for a line that is wiremortem's own
+	// (a verdict, a count of lines left out).
 	From    string
 	What    string
 	Payload string
@@ -68,15 +69,22 @@ func (b *builder) transcripts(ids []int, shown map[int]bool) []transcript {
 			break
 		}
 		c := b.convByID[id]
-		if id == 0 || seen[id] || c == nil || c.HTTP == nil || c.HTTP.Protocol != "http" {
+		if id == 0 || seen[id] || c == nil {
+			continue
+		}
+		h, logs := c.HTTP, b.logLines()[id]
+		if h != nil && h.Protocol != "http" {
+			h = nil
+		}
+		if h == nil && len(logs) == 0 { // the ladder already shows its packets
 			continue
 		}
 		seen[id] = true
 		t := transcript{
 			Title:  text(fmt.Sprintf("What conversation %d said: %s → %s", id, c.Client, c.Server)),
 			Source: text(c.FirstPacket.Source),
-			Lines:  saidLines(c.Conversation, c.HTTP),
-			Notes:  saidNotes(c.HTTP),
+			Lines:  saidLines(c.Conversation, h, logs),
+			Notes:  saidNotes(h),
 		}
 		if shown[id] {
 			t.Anchor = conversationAnchor(id)
@@ -84,6 +92,24 @@ func (b *builder) transcripts(ids []int, shown map[int]bool) []transcript {
 		out = append(out, t)
 	}
 	return out
+}
+
+// logLines returns, by conversation, the timeline's marks of log lines
+// joined to it: the traced calls on its socket (accept, reads, writes,
+// close) and nginx's lines about it, already on the capture's clock.
+func (b *builder) logLines() map[int][]analysis.TimelineEvent {
+	if b.joinedLogs == nil {
+		b.joinedLogs = map[int][]analysis.TimelineEvent{}
+		for _, ev := range b.doc.Timeline {
+			switch ev.Kind {
+			case analysis.EventStrace, analysis.EventLogError, analysis.EventLogRequest:
+				if ev.Conversation != 0 {
+					b.joinedLogs[ev.Conversation] = append(b.joinedLogs[ev.Conversation], ev)
+				}
+			}
+		}
+	}
+	return b.joinedLogs
 }
 
 // said is a line with the instant it sorts by.
@@ -94,8 +120,9 @@ type said struct {
 
 // saidLines lists what a conversation said in time order (ties keep the
 // order they were added in: a request before its response), with the TCP
-// moments that end it (zero window, FIN, RST), capped.
-func saidLines(c *flows.Conversation, h *http.Conversation) []saidLine {
+// moments that end it (zero window, FIN, RST) and the log lines joined to
+// it (logs), capped. h is nil when it carried no HTTP.
+func saidLines(c *flows.Conversation, h *http.Conversation, logs []analysis.TimelineEvent) []saidLine {
 	var all []said
 	add := func(class string, at evidence.Stamp, from string, what, payload string) {
 		line := saidLine{Class: class, Time: clock(at.Time), From: from, What: text(what), Payload: payload}
@@ -116,6 +143,16 @@ func saidLines(c *flows.Conversation, h *http.Conversation) []saidLine {
 		case "rst":
 			add("tcp", kp.Stamp, kp.From.String(), "RST: resets the connection", "")
 		}
+	}
+	for _, ev := range logs {
+		from := "log"
+		if ev.Kind == analysis.EventStrace {
+			from = "strace"
+		}
+		add("log", evidence.Stamp{Time: ev.Time, Ref: ev.Ref}, from, ev.What, "")
+	}
+	if h == nil {
+		h = &http.Conversation{}
 	}
 	for i, x := range h.Exchanges {
 		if x.Request == nil { // not from the decoder, which pairs responses with requests
@@ -192,6 +229,9 @@ func saidLines(c *flows.Conversation, h *http.Conversation) []saidLine {
 // a side whose bytes could not be decoded, messages counted but not kept.
 func saidNotes(h *http.Conversation) []string {
 	var notes []string
+	if h == nil {
+		return nil
+	}
 	if h.Partial {
 		notes = append(notes, text("Decoded in part: "+h.PartialReason))
 	}

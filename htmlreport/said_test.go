@@ -27,19 +27,29 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 	root := testenv.RepoRoot()
 	for _, tc := range []struct {
 		scenario string
+		logs     []string
 		// want are texts some transcript line of the scenario must hold,
-		// in this order across the lines.
-		want []string
+		// in this order across the lines; absent, texts none may hold.
+		want, absent []string
 	}{
-		{"ws-no-101", []string{"GET /ws?try=", "no 101 after 5.0", "close frame (code 1000), unmasked, although no 101 came", "FIN"}},
-		{"ws-rejected", []string{"GET ", "HTTP/1.1 400 Bad Request", "rejected with 400"}},
-		{"ws-bad-accept", []string{"GET /ws", "HTTP/1.1 101", "bad Sec-WebSocket-Accept"}},
-		{"ws-abnormal-close", []string{"GET /fail", "upgrade to websocket: ok", "text message, 17 bytes", "Close 1011 “backend failure”, answered", "Close 1011 “backend failure”, in reply"}},
-		{"zero-window-nginx", []string{"GET /agent", "HTTP/1.1 101 Switching Protocols", "text message, 1,024 bytes", "advertises a zero window", "RST: resets the connection"}},
+		{"ws-no-101", nil, []string{"GET /ws?try=", "no 101 after 5.0", "close frame (code 1000), unmasked, although no 101 came", "FIN"}, nil},
+		// Seed 000's story, the server's side from its trace: it read the
+		// request and wrote nothing until the client gave up.
+		{"ws-no-101", []string{"server.strace"}, []string{"accept: fd", "GET /ws?try=", "first read on fd", "no 101 after 5.0", "close frame (code 1000)", "returned 0: the peer closed", "close("}, []string{"first write"}},
+		// Seed 003's: the peer's FIN, read() returned 0, and no close().
+		{"close-wait", []string{"server.strace"}, []string{"accept: fd", "first read on fd", "FIN: closes its side", "returned 0: the peer closed"}, []string{"close("}},
+		{"ws-rejected", nil, []string{"GET ", "HTTP/1.1 400 Bad Request", "rejected with 400"}, nil},
+		{"ws-bad-accept", nil, []string{"GET /ws", "HTTP/1.1 101", "bad Sec-WebSocket-Accept"}, nil},
+		{"ws-abnormal-close", nil, []string{"GET /fail", "upgrade to websocket: ok", "text message, 17 bytes", "Close 1011 “backend failure”, answered", "Close 1011 “backend failure”, in reply"}, nil},
+		{"zero-window-nginx", nil, []string{"GET /agent", "HTTP/1.1 101 Switching Protocols", "text message, 1,024 bytes", "advertises a zero window", "RST: resets the connection"}, nil},
 	} {
-		t.Run(tc.scenario, func(t *testing.T) {
-			path := filepath.Join(root, "testdata", "captures", tc.scenario, "capture.pcap")
-			res, err := analysis.Run(context.Background(), []analysis.Input{{Path: path, Kind: analysis.KindCapture}}, analysis.Options{})
+		t.Run(strings.Join(append([]string{tc.scenario}, tc.logs...), "+"), func(t *testing.T) {
+			dir := filepath.Join(root, "testdata", "captures", tc.scenario)
+			inputs := []analysis.Input{{Path: filepath.Join(dir, "capture.pcap"), Kind: analysis.KindCapture}}
+			for _, l := range tc.logs {
+				inputs = append(inputs, analysis.Input{Path: filepath.Join(dir, l)})
+			}
+			res, err := analysis.Run(context.Background(), inputs, analysis.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,6 +80,9 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 					for _, l := range tr.Lines {
 						all = append(all, l.What+" "+l.Payload)
 					}
+					if len(tc.logs) > 0 && !slices.ContainsFunc(tr.Lines, func(l saidLine) bool { return l.Class == "log" }) {
+						t.Errorf("%s shows no line of %v", tr.Title, tc.logs)
+					}
 				}
 			}
 			if shown == 0 {
@@ -83,6 +96,11 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 			}
 			if at < len(tc.want) {
 				t.Errorf("no line holds %q (after the lines holding %q); lines:\n%s", tc.want[at], tc.want[:at], strings.Join(all, "\n"))
+			}
+			for _, a := range tc.absent {
+				if slices.ContainsFunc(all, func(line string) bool { return strings.Contains(line, a) }) {
+					t.Errorf("a line holds %q; lines:\n%s", a, strings.Join(all, "\n"))
+				}
 			}
 		})
 	}
@@ -120,10 +138,10 @@ func checkTranscript(t *testing.T, tr transcript, c analysis.Conversation) {
 		})
 	}
 	ref := func(s evidence.Stamp) string { return fmt.Sprintf("#%d", s.Packet) }
-	ws := c.HTTP.WebSocket
-	if ws == nil || len(tr.Lines) > maxSaidLines { // capped: not every record is a line
+	if c.HTTP == nil || c.HTTP.WebSocket == nil || len(tr.Lines) > maxSaidLines { // capped: not every record is a line
 		return
 	}
+	ws := c.HTTP.WebSocket
 	for _, m := range ws.Messages {
 		payload := string(m.Payload)
 		if len(payload) > maxPayloadShown {
@@ -166,7 +184,7 @@ func TestSaidLinesCapped(t *testing.T) {
 			h.WebSocket.Messages = append(h.WebSocket.Messages, websocket.Message{From: websocket.Client, Opcode: "text", Start: stamp(10 + i), Length: 3, Payload: []byte(fmt.Sprint(i))})
 		}
 	}
-	lines := saidLines(c, h)
+	lines := saidLines(c, h, nil)
 	if len(lines) != maxSaidLines+1 {
 		t.Fatalf("%d lines, want %d and one that counts the rest", len(lines), maxSaidLines+1)
 	}
@@ -192,7 +210,7 @@ func TestSaidLinesCapped(t *testing.T) {
 	// With fewer lines, the marker of the messages the decoder left out
 	// sits between the first half and the last.
 	h.WebSocket.Messages = append(h.WebSocket.Messages[:4], h.WebSocket.Messages[60:]...)
-	lines = saidLines(c, h)
+	lines = saidLines(c, h, nil)
 	got = got[:0]
 	for _, l := range lines {
 		got = append(got, cmpLine(l))
