@@ -18,9 +18,11 @@ import (
 // transcript is what one conversation an incident cites said above TCP:
 // its HTTP requests and responses, the upgrade's verdict, the WebSocket
 // messages kept (payloads as text or hex), closes and protocol
-// violations, in time order. It is the part of a postmortem the capture
-// alone shows only packet by packet: what the two ends said before it
-// went wrong.
+// violations, with the TCP moments that ended it and the log lines joined
+// to it (the server's traced calls on the socket, nginx's lines), in time
+// order. It is the part of a postmortem the capture alone shows only
+// packet by packet: what the two ends said, and did, before it went
+// wrong.
 type transcript struct {
 	Title string
 	// Source is the capture whose packet numbers the lines cite as #N.
