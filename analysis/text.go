@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -136,6 +137,22 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 		fmt.Fprintf(bw, "  %-8s %-22s %-40s %8s  %s\n", strings.ToUpper(inc.Severity.String()), inc.Rule, flow, FormatDuration(inc.End.Sub(inc.Start)), Safe(inc.Summary))
 	}
 	return bw.Flush()
+}
+
+// Thousands writes n with separators: 12,345.
+func Thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	if n < 0 {
+		return "-" + Thousands(-n)
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func plural(n int) string {

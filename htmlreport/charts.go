@@ -38,8 +38,8 @@ type builder struct {
 	opts     Options
 	convByID map[int]*analysis.Conversation
 	charts   int
-	// joinedLogs are the timeline's log marks by conversation (logLines).
-	joinedLogs map[int][]analysis.TimelineEvent
+	// transcriber makes the incidents' transcripts, made at the first.
+	transcriber *analysis.Transcriber
 }
 
 func newBuilder(doc *analysis.Document, opts Options) *builder {
@@ -201,7 +201,7 @@ func (b *builder) timeline() *chart {
 	c := b.newChart("Timeline", max(220, 90+34*len(lanes)), &sc.BaseConfiguration)
 	if doc.TimelineOmitted > 0 {
 		c.Note = fmt.Sprintf("The %s most telling events are drawn; %s routine ones (SYNs and FINs of healthy conversations first) are left out.",
-			thousands(int64(len(doc.Timeline))), thousands(int64(doc.TimelineOmitted)))
+			analysis.Thousands(int64(len(doc.Timeline))), analysis.Thousands(int64(doc.TimelineOmitted)))
 	}
 	return c
 }

@@ -394,14 +394,6 @@ func TestShorten(t *testing.T) {
 	}
 }
 
-func TestThousands(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 65535: "65,535", 1234567: "1,234,567", -4200: "-4,200"} {
-		if got := thousands(n); got != want {
-			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // TestSize states and bounds the report's size: the library is about a
 // megabyte; a 10,000-conversation analysis must stay small because the
 // table and the timeline are capped.

@@ -1,4 +1,4 @@
-package htmlreport
+package analysis
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"wiremortem/analysis"
 	"wiremortem/decoders/http"
 	"wiremortem/decoders/websocket"
 	"wiremortem/evidence"
@@ -17,9 +16,10 @@ import (
 	"wiremortem/internal/testenv"
 )
 
-// TestTranscriptsOfLabCaptures renders the report of real lab captures
-// (a real TCP stack, real WebSocket servers and clients, nginx) and checks
-// that each incident shows what its conversations said, as decoded: every
+// TestTranscriptsOfLabCaptures analyses real lab captures (a real TCP
+// stack, real WebSocket servers and clients, nginx, strace) and checks
+// that each incident's transcripts show what its conversations said, as
+// decoded: every
 // kept message with its packet and payload, every Close with its code, the
 // upgrade's verdict, the TCP end, in time order; and what each scenario is
 // about.
@@ -45,11 +45,11 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 	} {
 		t.Run(strings.Join(append([]string{tc.scenario}, tc.logs...), "+"), func(t *testing.T) {
 			dir := filepath.Join(root, "testdata", "captures", tc.scenario)
-			inputs := []analysis.Input{{Path: filepath.Join(dir, "capture.pcap"), Kind: analysis.KindCapture}}
+			inputs := []Input{{Path: filepath.Join(dir, "capture.pcap"), Kind: KindCapture}}
 			for _, l := range tc.logs {
-				inputs = append(inputs, analysis.Input{Path: filepath.Join(dir, l)})
+				inputs = append(inputs, Input{Path: filepath.Join(dir, l)})
 			}
-			res, err := analysis.Run(context.Background(), inputs, analysis.Options{})
+			res, err := Run(context.Background(), inputs, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,30 +58,31 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 			if len(doc.Incidents) == 0 {
 				t.Fatal("no incident")
 			}
-			p := buildPage(doc, Options{}.withDefaults())
-			byID := map[int]analysis.Conversation{}
+			tr := NewTranscriber(doc)
+			byID := map[int]Conversation{}
 			for _, c := range doc.Conversations {
 				byID[c.ID] = c
 			}
 			var all []string
 			shown := 0
-			for i, card := range p.Incidents {
+			for i := range doc.Incidents {
+				inc := &doc.Incidents[i]
 				cited := map[int]bool{}
-				for _, f := range sortedIncidents(doc.Incidents)[i].Flows {
+				for _, f := range inc.Flows {
 					cited[f.Conversation] = true
 				}
-				for _, tr := range card.Transcripts {
+				for _, script := range tr.For(inc, 3) {
 					shown++
-					var id int
-					if _, err := fmt.Sscanf(tr.Title, "What conversation %d said", &id); err != nil || !cited[id] {
-						t.Fatalf("transcript %q is not of a conversation the incident cites", tr.Title)
+					id := script.Conversation.ID
+					if !cited[id] {
+						t.Fatalf("transcript of conversation %d, which the incident does not cite", id)
 					}
-					checkTranscript(t, tr, byID[id])
-					for _, l := range tr.Lines {
+					checkTranscript(t, script, byID[id])
+					for _, l := range script.Lines {
 						all = append(all, l.What+" "+l.Payload)
 					}
-					if len(tc.logs) > 0 && !slices.ContainsFunc(tr.Lines, func(l saidLine) bool { return l.Class == "log" }) {
-						t.Errorf("%s shows no line of %v", tr.Title, tc.logs)
+					if len(tc.logs) > 0 && !slices.ContainsFunc(script.Lines, func(l TranscriptLine) bool { return l.Class == "log" }) {
+						t.Errorf("conversation %d shows no line of %v", id, tc.logs)
 					}
 				}
 			}
@@ -109,24 +110,24 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 // checkTranscript checks one transcript against its conversation's
 // decoded records: times never go back, each kept message is a line with
 // its packet and payload, each Close a line with its code.
-func checkTranscript(t *testing.T, tr transcript, c analysis.Conversation) {
+func checkTranscript(t *testing.T, tr Transcript, c Conversation) {
 	t.Helper()
-	if len(tr.Lines) > maxSaidLines+1 {
-		t.Errorf("%d lines, over the cap of %d", len(tr.Lines), maxSaidLines)
+	if len(tr.Lines) > MaxTranscriptLines+1 {
+		t.Errorf("%d lines, over the cap of %d", len(tr.Lines), MaxTranscriptLines)
 	}
-	var last string
+	var last time.Time
 	for _, l := range tr.Lines {
-		if l.Time == "—" || l.Class == "omitted" {
+		if l.Time.IsZero() {
 			continue
 		}
-		if l.Time < last {
-			t.Errorf("%s: line at %s after one at %s", tr.Title, l.Time, last)
+		if l.Time.Before(last) {
+			t.Errorf("conversation %d: line at %v after one at %v", c.ID, l.Time, last)
 		}
 		last = l.Time
 	}
-	has := func(class, ref string, parts ...string) bool {
-		return slices.ContainsFunc(tr.Lines, func(l saidLine) bool {
-			if l.Class != class || l.Ref != ref {
+	has := func(class string, at evidence.Stamp, parts ...string) bool {
+		return slices.ContainsFunc(tr.Lines, func(l TranscriptLine) bool {
+			if l.Class != class || l.Ref != at.Ref || !l.Time.Equal(at.Time) {
 				return false
 			}
 			for _, p := range parts {
@@ -137,32 +138,31 @@ func checkTranscript(t *testing.T, tr transcript, c analysis.Conversation) {
 			return true
 		})
 	}
-	ref := func(s evidence.Stamp) string { return fmt.Sprintf("#%d", s.Packet) }
-	if c.HTTP == nil || c.HTTP.WebSocket == nil || len(tr.Lines) > maxSaidLines { // capped: not every record is a line
+	if c.HTTP == nil || c.HTTP.WebSocket == nil || len(tr.Lines) > MaxTranscriptLines { // capped: not every record is a line
 		return
 	}
 	ws := c.HTTP.WebSocket
 	for _, m := range ws.Messages {
 		payload := string(m.Payload)
-		if len(payload) > maxPayloadShown {
-			payload = payload[:maxPayloadShown]
+		if len(payload) > MaxPayloadShown {
+			payload = payload[:MaxPayloadShown]
 		}
-		if !has("message", ref(m.Start), m.Opcode+" message", analysis.Safe(payload)) {
-			t.Errorf("%s: no line for the %s message at %s", tr.Title, m.From, ref(m.Start))
+		if !has("message", m.Start, m.Opcode+" message", Safe(payload)) {
+			t.Errorf("conversation %d: no line for the %s message at %v", c.ID, m.From, m.Start.Ref)
 		}
 	}
 	for _, cl := range ws.Closes {
-		if !has("close", ref(cl.Stamp), fmt.Sprintf("Close %d", cl.Code)) {
-			t.Errorf("%s: no line for the Close %d at %s", tr.Title, cl.Code, ref(cl.Stamp))
+		if !has("close", cl.Stamp, fmt.Sprintf("Close %d", cl.Code)) {
+			t.Errorf("conversation %d: no line for the Close %d at %v", c.ID, cl.Code, cl.Ref)
 		}
 	}
 }
 
-// TestSaidLinesCapped builds a conversation with more exchanges and
+// TestTranscriptLinesCapped builds a conversation with more exchanges and
 // messages than the document keeps and than a transcript shows: the
 // lines left out are counted where they were, and the transcript keeps
 // its first lines and the most recent ones, which lead to the end.
-func TestSaidLinesCapped(t *testing.T) {
+func TestTranscriptLinesCapped(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	stamp := func(n int) evidence.Stamp {
 		return evidence.Stamp{Time: t0.Add(time.Duration(n) * time.Millisecond), Ref: evidence.Ref{Source: "c.pcap", Packet: int64(n)}}
@@ -184,9 +184,9 @@ func TestSaidLinesCapped(t *testing.T) {
 			h.WebSocket.Messages = append(h.WebSocket.Messages, websocket.Message{From: websocket.Client, Opcode: "text", Start: stamp(10 + i), Length: 3, Payload: []byte(fmt.Sprint(i))})
 		}
 	}
-	lines := saidLines(c, h, nil)
-	if len(lines) != maxSaidLines+1 {
-		t.Fatalf("%d lines, want %d and one that counts the rest", len(lines), maxSaidLines+1)
+	lines := transcriptLines(c, h, nil)
+	if len(lines) != MaxTranscriptLines+1 {
+		t.Fatalf("%d lines, want %d and one that counts the rest", len(lines), MaxTranscriptLines+1)
 	}
 	// 1 request + 1 response + 1 verdict + 64 messages + 1 omitted marker
 	// + 1 RST = 69 lines: the first 6, the last 18.
@@ -203,14 +203,14 @@ func TestSaidLinesCapped(t *testing.T) {
 	if !linesStart(got, want) {
 		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if lines[len(lines)-1].Ref != "#1000" || lines[3].Ref != "#10" || lines[3].Time != "10:00:00.010000" {
+	if lines[len(lines)-1].Ref.Packet != 1000 || lines[3].Ref.Packet != 10 || !lines[3].Time.Equal(t0.Add(10*time.Millisecond)) || !lines[6].Time.IsZero() {
 		t.Errorf("refs and times: %+v, %+v", lines[3], lines[len(lines)-1])
 	}
 
 	// With fewer lines, the marker of the messages the decoder left out
 	// sits between the first half and the last.
 	h.WebSocket.Messages = append(h.WebSocket.Messages[:4], h.WebSocket.Messages[60:]...)
-	lines = saidLines(c, h, nil)
+	lines = transcriptLines(c, h, nil)
 	got = got[:0]
 	for _, l := range lines {
 		got = append(got, cmpLine(l))
@@ -227,7 +227,7 @@ func linesStart(got, want []string) bool {
 }
 
 // cmpLine is a line's payload, or its text when it has none.
-func cmpLine(l saidLine) string {
+func cmpLine(l TranscriptLine) string {
 	if l.Payload != "" {
 		return l.Payload
 	}
@@ -235,7 +235,7 @@ func cmpLine(l saidLine) string {
 }
 
 func TestPayloadPreview(t *testing.T) {
-	long := strings.Repeat("a", maxPayloadShown+10)
+	long := strings.Repeat("a", MaxPayloadShown+10)
 	for _, tc := range []struct {
 		m    websocket.Message
 		want string
@@ -244,9 +244,9 @@ func TestPayloadPreview(t *testing.T) {
 		{websocket.Message{Opcode: "text", Payload: []byte("line\nnext\x1b[31m")}, `line\x0anext\x1b[31m`},
 		{websocket.Message{Opcode: "text", Payload: []byte("bad \xff utf8")}, `bad \xff utf8`},
 		{websocket.Message{Opcode: "text", Payload: []byte("cut"), PayloadTruncated: true}, "cut …"},
-		{websocket.Message{Opcode: "text", Payload: []byte(long)}, long[:maxPayloadShown] + " …"},
+		{websocket.Message{Opcode: "text", Payload: []byte(long)}, long[:MaxPayloadShown] + " …"},
 		{websocket.Message{Opcode: "binary", Payload: []byte{0x1f, 0x8b, 0x08}}, "1f 8b 08"},
-		{websocket.Message{Opcode: "binary", Payload: make([]byte, 100)}, strings.TrimSpace(strings.Repeat("00 ", maxPayloadShown/3)) + " …"},
+		{websocket.Message{Opcode: "binary", Payload: make([]byte, 100)}, strings.TrimSpace(strings.Repeat("00 ", MaxPayloadShown/3)) + " …"},
 		{websocket.Message{Opcode: "binary"}, ""},
 	} {
 		if got := payloadPreview(&tc.m); got != tc.want {
@@ -268,6 +268,14 @@ func TestCloseLine(t *testing.T) {
 	} {
 		if got := closeLine(&tc.c, tc.reply); got != tc.want {
 			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestThousands(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 65535: "65,535", 1234567: "1,234,567", -4200: "-4,200"} {
+		if got := Thousands(n); got != want {
+			t.Errorf("Thousands(%d) = %q, want %q", n, got, want)
 		}
 	}
 }
