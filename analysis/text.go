@@ -161,3 +161,72 @@ func plural(n int) string {
 	}
 	return "s"
 }
+
+// TimeOfDay is an instant's time of day on the capture clock, UTC, to the
+// microsecond; "—" for no time.
+func TimeOfDay(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("15:04:05.000000")
+}
+
+// WriteExplanation prints each incident in full, most severe first, as
+// the report's card shows it: the summary, when, the likely causes with
+// the evidence they cite, what to check next, the evidence, and what the
+// first conversations it cites said (Transcript). It is `analyze
+// --explain`, for a terminal with no browser: everything from a capture
+// or a log goes through Safe, so no escape sequence reaches the terminal.
+func WriteExplanation(w io.Writer, doc *Document) error {
+	bw := bufio.NewWriter(w)
+	tr := NewTranscriber(doc)
+	for i := range doc.Incidents {
+		inc := &doc.Incidents[i]
+		fmt.Fprintf(bw, "\n%s %s: %s\n  %s\n", strings.ToUpper(inc.Severity.String()), Safe(inc.Rule), Safe(inc.Title), Safe(inc.Summary))
+		fmt.Fprintf(bw, "  when: %s -> %s UTC (%s), confidence %s\n", inc.Start.UTC().Format("2006-01-02 15:04:05.000000"), TimeOfDay(inc.End), FormatDuration(inc.End.Sub(inc.Start)), Safe(inc.Confidence))
+		if len(inc.Causes) > 0 {
+			fmt.Fprintln(bw, "  likely causes:")
+			for j, c := range inc.Causes {
+				cites := ""
+				for _, e := range c.Evidence {
+					cites += fmt.Sprintf(" [%d]", e+1)
+				}
+				fmt.Fprintf(bw, "    %d. %s%s\n", j+1, Safe(c.Text), cites)
+			}
+		}
+		if len(inc.Next) > 0 {
+			fmt.Fprintln(bw, "  check next:")
+			for _, n := range inc.Next {
+				fmt.Fprintf(bw, "    - %s\n", Safe(n))
+			}
+		}
+		if len(inc.Evidence) > 0 {
+			fmt.Fprintln(bw, "  evidence:")
+			for j, e := range inc.Evidence {
+				fmt.Fprintf(bw, "    [%d] %s  %s  %s\n", j+1, Safe(e.Ref.String()), TimeOfDay(e.Time), Safe(e.What))
+			}
+			if inc.EvidenceOmitted > 0 {
+				fmt.Fprintf(bw, "    (%s more in the JSON document)\n", Thousands(int64(inc.EvidenceOmitted)))
+			}
+		}
+		for _, t := range tr.For(inc, 3) {
+			c := t.Conversation
+			fmt.Fprintf(bw, "  what conversation %d said (%s -> %s; #N are packets of %s):\n", c.ID, c.Client, c.Server, Safe(c.FirstPacket.Source))
+			for _, l := range t.Lines {
+				ref := t.RefText(&l)
+				line := fmt.Sprintf("    %-15s %-6s %s", TimeOfDay(l.Time), l.From, l.What)
+				if l.Payload != "" {
+					line += "  " + l.Payload
+				}
+				if ref != "" {
+					line += "  " + ref
+				}
+				fmt.Fprintln(bw, line)
+			}
+			for _, n := range t.Notes {
+				fmt.Fprintf(bw, "    (%s)\n", n)
+			}
+		}
+	}
+	return bw.Flush()
+}

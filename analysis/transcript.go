@@ -50,6 +50,19 @@ type TranscriptLine struct {
 	Ref evidence.Ref
 }
 
+// RefText is how a line cites its packet or log line: "#N" for a packet
+// of the capture the conversation started in (the transcript names that
+// file once), the whole reference otherwise, "" for none.
+func (t *Transcript) RefText(l *TranscriptLine) string {
+	switch {
+	case l.Ref.Source == t.Conversation.FirstPacket.Source && l.Ref.Packet > 0:
+		return "#" + strconv.FormatInt(l.Ref.Packet, 10)
+	case l.Ref.Packet > 0 || l.Ref.Line > 0:
+		return Safe(l.Ref.String())
+	}
+	return ""
+}
+
 const (
 	// MaxTranscriptLines caps a transcript: the first few lines and the
 	// most recent ones, which lead to whatever went wrong.

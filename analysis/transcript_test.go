@@ -279,3 +279,66 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteExplanation prints seed 000's lab capture with the server's
+// trace as `analyze --explain` does: every incident in full, its
+// transcripts after its evidence; then the same with control characters
+// planted where a capture or a log puts text (a URI, a summary, a cause,
+// an evidence line, a log mark), none of which may reach the terminal.
+func TestWriteExplanation(t *testing.T) {
+	dir := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-no-101")
+	res, err := Run(context.Background(), []Input{{Path: filepath.Join(dir, "capture.pcap")}, {Path: filepath.Join(dir, "server.strace")}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	doc := res.Document
+	var out strings.Builder
+	if err := WriteExplanation(&out, doc); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	at := 0
+	for _, want := range []string{
+		"HIGH ws-upgrade-no-101: ", "  when: 2026-11-22 11:52:13", "  likely causes:\n    1. ", "  check next:\n    - ", "  evidence:\n    [1] ",
+		"  what conversation 2 said (127.0.23.5:39245 -> 127.0.23.9:9501; #N are packets of ",
+		"strace accept: fd 9", "client GET /ws?try=2 HTTP/1.1", "#16\n", "upgrade to websocket: no 101 after 5.001s", "88 02 03 e8  #59\n", "close(9)",
+		"what conversation 5 said", "MEDIUM server-read-no-write: ",
+	} {
+		i := strings.Index(got[at:], want)
+		if i < 0 {
+			t.Fatalf("no %q after byte %d of:\n%s", want, at, got)
+		}
+		at += i + len(want)
+	}
+
+	const bad = "\x1b]0;pwned\x07\x1b[2J\x00\r"
+	inc := &doc.Incidents[0]
+	inc.Summary += bad
+	inc.Causes[0].Text += bad
+	inc.Next[0] += bad
+	inc.Evidence[0].What += bad
+	inc.Evidence[0].Source += bad
+	for i := range doc.Conversations {
+		if h := doc.Conversations[i].HTTP; h != nil {
+			for _, x := range h.Exchanges {
+				x.Request.URI += bad
+			}
+		}
+	}
+	for i := range doc.Timeline {
+		doc.Timeline[i].What += bad
+	}
+	out.Reset()
+	if err := WriteExplanation(&out, doc); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range out.String() {
+		if r != '\n' && (r < 0x20 || r == 0x7f) {
+			t.Fatalf("control character %q at byte %d reached the terminal", r, i)
+		}
+	}
+	if n := strings.Count(out.String(), `\x1b]0;pwned\x07`); n < 7 {
+		t.Errorf("the planted text is shown escaped %d times, want at least 7 (summary, cause, next, evidence, its source, URIs, log marks)", n)
+	}
+}

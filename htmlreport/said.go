@@ -2,8 +2,6 @@ package htmlreport
 
 import (
 	"fmt"
-	"strconv"
-	"time"
 
 	"wiremortem/analysis"
 	"wiremortem/rules"
@@ -48,13 +46,7 @@ func (b *builder) transcripts(inc *rules.Incident, shown map[int]bool) []transcr
 			t.Anchor = conversationAnchor(c.ID)
 		}
 		for _, l := range tr.Lines {
-			line := saidLine{Class: l.Class, Time: clock(l.Time), From: l.From, What: l.What, Payload: l.Payload}
-			switch {
-			case l.Ref.Source == c.FirstPacket.Source && l.Ref.Packet > 0: // the transcript names the file once
-				line.Ref = "#" + strconv.FormatInt(l.Ref.Packet, 10)
-			case l.Ref.Packet > 0 || l.Ref.Line > 0:
-				line.Ref = text(l.Ref.String())
-			}
+			line := saidLine{Class: l.Class, Time: analysis.TimeOfDay(l.Time), From: l.From, What: l.What, Payload: l.Payload, Ref: tr.RefText(&l)}
 			if l.Class == "omitted" && l.Time.IsZero() { // the cap's count, not a record
 				line.Time = ""
 			}
@@ -63,13 +55,4 @@ func (b *builder) transcripts(inc *rules.Incident, shown map[int]bool) []transcr
 		out = append(out, t)
 	}
 	return out
-}
-
-// clock is an instant's time of day: the transcript's title and the
-// evidence list give the date.
-func clock(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.UTC().Format("15:04:05.000000")
 }

@@ -233,6 +233,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	htmlOut := fs.StringP("output", "o", "", "write the HTML report, one self-contained page, to `FILE` (- for standard output)")
 	failOn := fs.String("fail-on", "", "exit 1 when an incident of this `severity` or worse is found (info, low, medium, high, critical)")
 	quiet := fs.BoolP("quiet", "q", false, "no progress bar on stderr")
+	explain := fs.Bool("explain", false, "after the verdict, print each incident in full: likely causes, what to check next, the evidence, and what the conversations it cites said (requests, WebSocket messages, closes, traced calls), for a terminal with no browser")
 	jobs := addJobsFlag(fs)
 	src := addSourceFlags(fs)
 	rf := addRuleFlags(fs)
@@ -305,6 +306,9 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	if *jsonOut != "-" && *htmlOut != "-" {
 		analysis.WriteVerdict(stdout, res.Document)
+		if *explain {
+			analysis.WriteExplanation(stdout, res.Document)
+		}
 	}
 	code := reportInputErrors(res, stderr)
 	if code == exitOK && threshold >= 0 {

@@ -265,3 +265,30 @@ func TestWebSocketKeepFlags(t *testing.T) {
 	cut(8)
 	cut(0)
 }
+
+// TestExplain: analyze --explain prints each incident in full after the
+// verdict, its transcripts included; without it, the verdict alone.
+// Seed 000's lab capture with the server's trace.
+func TestExplain(t *testing.T) {
+	seed := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-no-101")
+	args := []string{"analyze", "-q", filepath.Join(seed, "capture.pcap"), "--strace", filepath.Join(seed, "server.strace")}
+	var plain, explained, stderr bytes.Buffer
+	if code := run(args, &plain, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if code := run(append(args, "--explain"), &explained, &stderr); code != exitOK {
+		t.Fatalf("--explain: exit %d: %s", code, stderr.String())
+	}
+	rest, ok := strings.CutPrefix(explained.String(), plain.String())
+	if !ok {
+		t.Fatalf("--explain does not start with the verdict:\n%s", explained.String())
+	}
+	for _, want := range []string{"\nHIGH ws-upgrade-no-101: ", "  likely causes:", "  evidence:", "  what conversation 2 said", "strace first read on fd 9", "no 101 after 5.001s"} {
+		if !strings.Contains(rest, want) {
+			t.Errorf("--explain prints no %q:\n%s", want, rest)
+		}
+	}
+	if strings.Contains(plain.String(), "what conversation") {
+		t.Error("the verdict alone shows transcripts")
+	}
+}
