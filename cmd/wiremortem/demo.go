@@ -19,9 +19,10 @@ import (
 // scenario ("ws-no-101/capture.pcap") so the output is the same on every
 // machine.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", "[-o FILE.html] [--json FILE]", stderr)
+	fs := newFlagSet("demo", "[-o FILE.html] [--json FILE] [--explain]", stderr)
 	htmlOut := fs.StringP("output", "o", "wiremortem-demo.html", "write the HTML report to `FILE`")
 	jsonOut := fs.String("json", "", "also write the JSON document to `FILE`")
+	explain := fs.Bool("explain", false, "after the verdict, print each incident in full, as analyze --explain does")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -45,10 +46,14 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wiremortem demo:", err)
 		return exitInputError
 	}
-	analysis.WriteVerdict(stdout, res.Document)
-	if *htmlOut != "-" {
-		fmt.Fprintf(stdout, "\nreport written to %s (open it in a browser)\n", *htmlOut)
+	if *jsonOut == "-" || *htmlOut == "-" { // stdout holds a document: nothing may follow it
+		return reportInputErrors(res, stderr)
 	}
+	analysis.WriteVerdict(stdout, res.Document)
+	if *explain {
+		analysis.WriteExplanation(stdout, res.Document)
+	}
+	fmt.Fprintf(stdout, "\nreport written to %s (open it in a browser)\n", *htmlOut)
 	return reportInputErrors(res, stderr)
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"wiremortem"
@@ -79,5 +80,30 @@ func TestDemo(t *testing.T) {
 		if !bytes.Contains(pages[0], []byte(rule)) {
 			t.Errorf("the report page does not name %s", rule)
 		}
+	}
+}
+
+// TestDemoExplainAndStdout: demo --explain tells the seeds' stories in the
+// terminal (seed 000 from the server's trace, seed 003's read of 0 bytes
+// with no close); with the report on standard output, nothing follows
+// the page there.
+func TestDemoExplainAndStdout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"demo", "-o", filepath.Join(t.TempDir(), "demo.html"), "--explain"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"\nHIGH ws-upgrade-no-101: ", "strace first read on fd 9", "no 101 after 5.001s", "\nMEDIUM close-wait: ", "returned 0: the peer closed", "report written to "} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("demo --explain prints no %q", want)
+		}
+	}
+	stdout.Reset()
+	if code := run([]string{"demo", "-o", "-"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("-o -: exit %d: %s", code, stderr.String())
+	}
+	page := stdout.String()
+	end := strings.LastIndex(page, "</html>")
+	if !strings.HasPrefix(page, "<!DOCTYPE html>") || end < 0 || strings.TrimSpace(page[end+len("</html>"):]) != "" {
+		t.Errorf("standard output is not the page alone: %.80q ... %q", page, page[max(0, len(page)-200):])
 	}
 }
