@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"wiremortem/rules"
 )
 
 // flowTableHeader and flowRow lay out `wiremortem flows`: fixed columns,
@@ -139,22 +140,6 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 	return bw.Flush()
 }
 
-// Thousands writes n with separators: 12,345.
-func Thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	if n < 0 {
-		return "-" + Thousands(-n)
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
 func plural(n int) string {
 	if n == 1 {
 		return ""
@@ -206,7 +191,7 @@ func WriteExplanation(w io.Writer, doc *Document) error {
 				fmt.Fprintf(bw, "    [%d] %s  %s  %s\n", j+1, Safe(e.Ref.String()), TimeOfDay(e.Time), Safe(e.What))
 			}
 			if inc.EvidenceOmitted > 0 {
-				fmt.Fprintf(bw, "    (%s more in the JSON document)\n", Thousands(int64(inc.EvidenceOmitted)))
+				fmt.Fprintf(bw, "    (%s more in the JSON document)\n", rules.Thousands(int64(inc.EvidenceOmitted)))
 			}
 		}
 		for _, t := range tr.For(inc, 3) {

@@ -164,7 +164,7 @@ func transcriptLines(c *flows.Conversation, h *http.Conversation, logs []Timelin
 			continue
 		}
 		if h.ExchangesOmitted > 0 && i == len(h.Exchanges)/2 {
-			add("omitted", x.Request.Start, "", fmt.Sprintf("… %s exchanges not kept (the first and the most recent are) …", Thousands(int64(h.ExchangesOmitted))), "")
+			add("omitted", x.Request.Start, "", fmt.Sprintf("… %s exchanges not kept (the first and the most recent are) …", rules.Thousands(int64(h.ExchangesOmitted))), "")
 		}
 		add("request", x.Request.Start, "client", requestLine(x.Request), "")
 		if x.Response != nil {
@@ -201,7 +201,7 @@ func transcriptLines(c *flows.Conversation, h *http.Conversation, logs []Timelin
 	if ws := h.WebSocket; ws != nil {
 		for i, m := range ws.Messages {
 			if ws.MessagesOmitted > 0 && i == len(ws.Messages)/2 {
-				add("omitted", m.Start, "", fmt.Sprintf("… %s messages not kept (--ws-messages: the first and the most recent are) …", Thousands(ws.MessagesOmitted)), "")
+				add("omitted", m.Start, "", fmt.Sprintf("… %s messages not kept (--ws-messages: the first and the most recent are) …", rules.Thousands(ws.MessagesOmitted)), "")
 			}
 			add("message", m.Start, m.From.String(), messageLine(&m), payloadPreview(&m))
 		}
@@ -246,10 +246,10 @@ func transcriptNotes(h *http.Conversation) []string {
 	if ws := h.WebSocket; ws != nil {
 		stopped("WebSocket frames", ws.Undecodable)
 		if len(ws.Messages) == 0 && ws.MessagesOmitted > 0 {
-			notes = append(notes, fmt.Sprintf("%s WebSocket messages, none kept (--ws-messages 0).", Thousands(ws.MessagesOmitted)))
+			notes = append(notes, fmt.Sprintf("%s WebSocket messages, none kept (--ws-messages 0).", rules.Thousands(ws.MessagesOmitted)))
 		}
 		if ws.ViolationsOmitted > 0 {
-			notes = append(notes, fmt.Sprintf("%s more protocol violations are counted in the JSON document.", Thousands(ws.ViolationsOmitted)))
+			notes = append(notes, fmt.Sprintf("%s more protocol violations are counted in the JSON document.", rules.Thousands(ws.ViolationsOmitted)))
 		}
 	}
 	return notes
@@ -320,9 +320,9 @@ func upgradeVerdict(u http.UpgradeHandshake) string {
 }
 
 func messageLine(m *websocket.Message) string {
-	s := fmt.Sprintf("%s message, %s bytes", m.Opcode, Thousands(m.Length))
+	s := fmt.Sprintf("%s message, %s bytes", m.Opcode, rules.Thousands(m.Length))
 	if m.Compressed {
-		s += fmt.Sprintf(" deflated (%s inflated)", Thousands(m.Decompressed))
+		s += fmt.Sprintf(" deflated (%s inflated)", rules.Thousands(m.Decompressed))
 	}
 	if m.Frames > 1 {
 		s += fmt.Sprintf(" in %d frames", m.Frames)

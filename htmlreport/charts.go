@@ -201,7 +201,7 @@ func (b *builder) timeline() *chart {
 	c := b.newChart("Timeline", max(220, 90+34*len(lanes)), &sc.BaseConfiguration)
 	if doc.TimelineOmitted > 0 {
 		c.Note = fmt.Sprintf("The %s most telling events are drawn; %s routine ones (SYNs and FINs of healthy conversations first) are left out.",
-			analysis.Thousands(int64(len(doc.Timeline))), analysis.Thousands(int64(doc.TimelineOmitted)))
+			rules.Thousands(int64(len(doc.Timeline))), rules.Thousands(int64(doc.TimelineOmitted)))
 	}
 	return c
 }

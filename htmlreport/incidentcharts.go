@@ -193,10 +193,10 @@ func (b *builder) ladder(inc *rules.Incident) *chart {
 	c.Option["series"] = series
 	c.Note = fmt.Sprintf("Times relative to the first row, %s UTC.", formatTime(t0))
 	if dropped := int64(skipped) + conv.KeyPacketsDropped; dropped > 0 {
-		c.Note += fmt.Sprintf(" %s less telling packets are not drawn.", analysis.Thousands(dropped))
+		c.Note += fmt.Sprintf(" %s less telling packets are not drawn.", rules.Thousands(dropped))
 	}
 	if len(convs) > 1 || inc.FlowsOmitted > 0 {
-		c.Note += fmt.Sprintf(" The incident has %s flows; this is the first.", analysis.Thousands(int64(len(inc.Flows)+inc.FlowsOmitted)))
+		c.Note += fmt.Sprintf(" The incident has %s flows; this is the first.", rules.Thousands(int64(len(inc.Flows)+inc.FlowsOmitted)))
 	}
 	return c
 }
@@ -274,7 +274,7 @@ func packetArrow(conv *analysis.Conversation, p *flows.KeyPacket, row int, rel f
 			{"flags", text(p.Flags)},
 			{"seq / ack", fmt.Sprintf("%d / %d (relative)", p.Seq, p.Ack)},
 			{"length", strconv.Itoa(p.Len)},
-			{"window", analysis.Thousands(p.Window)},
+			{"window", rules.Thousands(p.Window)},
 			{"why shown", text(p.Label)},
 		}},
 	}
@@ -385,7 +385,7 @@ func (b *builder) windowCharts(inc *rules.Incident) []*chart {
 						{"from", text(z.Start.Ref.String())},
 						{"lasted", analysis.FormatDuration(z.Duration) + ", ended by " + text(z.EndedBy)},
 						{"adverts / probes", fmt.Sprintf("%d / %d", z.Adverts, z.Probes)},
-						{"bytes waiting", analysis.Thousands(z.BytesWaiting)},
+						{"bytes waiting", rules.Thousands(z.BytesWaiting)},
 					}}},
 				{XAxis: millis(end)},
 			})

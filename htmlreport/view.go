@@ -220,7 +220,7 @@ func buildVerdict(doc *analysis.Document) verdict {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	read := fmt.Sprintf("%s conversations, %s packets", analysis.Thousands(int64(doc.Summary.Conversations)), analysis.Thousands(doc.Summary.Packets.Packets))
+	read := fmt.Sprintf("%s conversations, %s packets", rules.Thousands(int64(doc.Summary.Conversations)), rules.Thousands(doc.Summary.Packets.Packets))
 	switch len(doc.Incidents) {
 	case 0:
 		v.Sentence = fmt.Sprintf("No incident found in %s.", read)
@@ -274,7 +274,7 @@ func (b *builder) incidentCard(i int, inc *rules.Incident, table conversationTab
 		c.Flows = append(c.Flows, fl)
 	}
 	if more := len(inc.Flows) - len(c.Flows) + inc.FlowsOmitted; more > 0 {
-		c.FlowsNote = fmt.Sprintf("and %s more flows (all are listed in the JSON document)", analysis.Thousands(int64(more)))
+		c.FlowsNote = fmt.Sprintf("and %s more flows (all are listed in the JSON document)", rules.Thousands(int64(more)))
 	}
 	if i < b.opts.MaxChartedIncidents {
 		c.Charts = b.incidentCharts(inc)
@@ -292,7 +292,7 @@ func (b *builder) incidentCard(i int, inc *rules.Incident, table conversationTab
 		})
 	}
 	if inc.EvidenceOmitted > 0 {
-		c.EvidenceNote = fmt.Sprintf("%s more evidence items are in the JSON document.", analysis.Thousands(int64(inc.EvidenceOmitted)))
+		c.EvidenceNote = fmt.Sprintf("%s more evidence items are in the JSON document.", rules.Thousands(int64(inc.EvidenceOmitted)))
 	}
 	for _, cs := range inc.Causes {
 		k := cause{Text: text(cs.Text)}
@@ -324,7 +324,7 @@ func (b *builder) conversationTable() conversationTable {
 	chosen := analysis.ByInterest(b.doc.Conversations, func(c analysis.Conversation) *flows.Conversation { return c.Conversation }, cited, b.opts.MaxTableRows)
 	if len(chosen) < t.Total {
 		t.Note = fmt.Sprintf("Showing %s of %s conversations: those an incident cites first, then those that did not close cleanly. All of them are in the JSON document (wiremortem analyze --json).",
-			analysis.Thousands(int64(len(chosen))), analysis.Thousands(int64(t.Total)))
+			rules.Thousands(int64(len(chosen))), rules.Thousands(int64(t.Total)))
 	}
 	for _, c := range chosen {
 		t.Rows = append(t.Rows, conversationRow{
@@ -338,9 +338,9 @@ func (b *builder) conversationTable() conversationTable {
 			Server:      c.Server.String(),
 			State:       text(c.ConnState),
 			History:     text(c.History),
-			ClientSent:  fmt.Sprintf("%d / %s", c.FromClient.Packets, analysis.Thousands(c.FromClient.Bytes)),
+			ClientSent:  fmt.Sprintf("%d / %s", c.FromClient.Packets, rules.Thousands(c.FromClient.Bytes)),
 			ClientBytes: c.FromClient.Bytes,
-			ServerSent:  fmt.Sprintf("%d / %s", c.FromServer.Packets, analysis.Thousands(c.FromServer.Bytes)),
+			ServerSent:  fmt.Sprintf("%d / %s", c.FromServer.Packets, rules.Thousands(c.FromServer.Bytes)),
 			ServerBytes: c.FromServer.Bytes,
 			ZeroWindows: len(c.ZeroWindows),
 			Rexmits:     c.FromClient.Retransmissions + c.FromServer.Retransmissions,

@@ -266,7 +266,7 @@ func closeWaitIncident(in *Input, group []closeWait, pileup int64, minAge time.D
 	}
 	count := -1
 	if n, snap := closeWaitSockets(in, first.c.Endpoint(first.waiter)); n > 0 {
-		count = d.cite(snapshotStamp(in, *snap), "%s sockets in CLOSE_WAIT on %s in one snapshot", thousands(int64(n)), first.c.Endpoint(first.waiter))
+		count = d.cite(snapshotStamp(in, *snap), "%s sockets in CLOSE_WAIT on %s in one snapshot", Thousands(int64(n)), first.c.Endpoint(first.waiter))
 	}
 	d.cause(leak+".", append(append(traced, count), proof...)...)
 	if unread > 0 {

@@ -106,13 +106,15 @@ func bytesText(n int64) string {
 	if n == 1 {
 		return "1 byte"
 	}
-	return thousands(n) + " bytes"
+	return Thousands(n) + " bytes"
 }
 
-func thousands(n int64) string {
+// Thousands writes n with separators, as incidents write numbers:
+// 12,345. The report and the terminal write them the same way.
+func Thousands(n int64) string {
 	s := strconv.FormatInt(n, 10)
 	if n < 0 {
-		return "-" + thousands(-n)
+		return "-" + Thousands(-n)
 	}
 	var b strings.Builder
 	for i, r := range s {

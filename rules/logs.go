@@ -348,8 +348,8 @@ func counterDelta(in *Input, name string) (counterRise, bool) {
 // citeCounterRise cites the two counter lines of a rise.
 func (d *draft) citeCounterRise(in *Input, r counterRise) []int {
 	return []int{
-		d.cite(in.logStamp(r.before.Ref, r.before.Time, r.before.TimeHasZone), "%s %s = %s", r.before.Tool, r.name, thousands(r.before.Value)),
-		d.cite(in.logStamp(r.after.Ref, r.after.Time, r.after.TimeHasZone), "%s %s = %s: up %s", r.after.Tool, r.name, thousands(r.after.Value), thousands(r.delta())),
+		d.cite(in.logStamp(r.before.Ref, r.before.Time, r.before.TimeHasZone), "%s %s = %s", r.before.Tool, r.name, Thousands(r.before.Value)),
+		d.cite(in.logStamp(r.after.Ref, r.after.Time, r.after.TimeHasZone), "%s %s = %s: up %s", r.after.Tool, r.name, Thousands(r.after.Value), Thousands(r.delta())),
 	}
 }
 

@@ -172,7 +172,7 @@ func TestCounterDelta(t *testing.T) {
 }
 
 func fmtRise(r counterRise) string {
-	return strings.Join([]string{r.before.Ref.Source, " ", thousands(r.before.Value), " -> ", r.after.Ref.Source, " ", thousands(r.after.Value), ", ", r.ordered}, "")
+	return strings.Join([]string{r.before.Ref.Source, " ", Thousands(r.before.Value), " -> ", r.after.Ref.Source, " ", Thousands(r.after.Value), ", ", r.ordered}, "")
 }
 
 // TestLogStamp: a log's time is cited only when its clock is known to

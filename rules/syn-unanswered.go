@@ -396,7 +396,7 @@ func (s *synStorm) acceptQueue(in *Input, d *draft) acceptQueue {
 		}
 		q.cited = append(q.cited, d.citeCounterRise(in, rise)...)
 		if rise.delta() > 0 {
-			rose = append(rose, fmt.Sprintf("%s by %s", name, thousands(rise.delta())))
+			rose = append(rose, fmt.Sprintf("%s by %s", name, Thousands(rise.delta())))
 			delta = max(delta, rise.delta())
 		} else {
 			still = append(still, name)
