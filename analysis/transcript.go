@@ -69,7 +69,7 @@ const (
 	MaxTranscriptLines, transcriptLinesFirst = 24, 6
 	// MaxPayloadShown caps a payload's preview: what the document keeps
 	// by default (--ws-payload), shown whole.
-	MaxPayloadShown = 256
+	MaxPayloadShown = websocket.DefaultPayloadBytes
 )
 
 // Transcriber makes the transcripts of a document's conversations.
