@@ -34,7 +34,7 @@ type Transcript struct {
 // log is already made safe to show (Safe).
 type TranscriptLine struct {
 	// Class is the line's kind: request, response, verdict, message,
-	// close, violation, tcp, log, omitted.
+	// close, ping, violation, tcp, log, omitted.
 	Class string
 	// Time is zero for a line with no instant of its own (the stream
 	// ended inside a frame; a count of lines left out).
@@ -209,6 +209,13 @@ func transcriptLines(c *flows.Conversation, h *http.Conversation, logs []Timelin
 			reply := slices.ContainsFunc(ws.Closes[:i], func(o websocket.Close) bool { return o.From != cl.From })
 			add("close", cl.Stamp, cl.From.String(), closeLine(&cl, reply), "")
 		}
+		for _, pp := range ws.Pings {
+			what := "ping; no pong came back"
+			if pp.Pong != nil {
+				what = "ping, answered by a pong in " + FormatDuration(pp.RTT)
+			}
+			add("ping", pp.Ping, pp.From.String(), what, "")
+		}
 		for _, v := range ws.Violations {
 			add("violation", v.Stamp, v.From.String(), "protocol violation: "+strings.TrimSuffix(v.Kind+": "+v.Detail, ": "), "")
 		}
@@ -247,6 +254,9 @@ func transcriptNotes(h *http.Conversation) []string {
 		stopped("WebSocket frames", ws.Undecodable)
 		if len(ws.Messages) == 0 && ws.MessagesOmitted > 0 {
 			notes = append(notes, fmt.Sprintf("%s WebSocket messages, none kept (--ws-messages 0).", rules.Thousands(ws.MessagesOmitted)))
+		}
+		if ws.PingsOmitted > 0 {
+			notes = append(notes, fmt.Sprintf("%s more pings are counted in the JSON document.", rules.Thousands(ws.PingsOmitted)))
 		}
 		if ws.ViolationsOmitted > 0 {
 			notes = append(notes, fmt.Sprintf("%s more protocol violations are counted in the JSON document.", rules.Thousands(ws.ViolationsOmitted)))

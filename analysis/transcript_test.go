@@ -271,3 +271,49 @@ func TestCloseLine(t *testing.T) {
 		}
 	}
 }
+
+// TestTranscriptPings: on the lab's captures with WebSocket pings, each
+// ping is a line at tshark's ping frame (websocket.opcode 9), saying it
+// was answered as often as tshark sees a pong (opcode 10).
+func TestTranscriptPings(t *testing.T) {
+	tshark := testenv.Tool(t, "tshark")
+	for _, scenario := range []string{"ws-echo", "ws-chatty", "ws-deflate"} {
+		path := filepath.Join(testenv.RepoRoot(), "testdata", "captures", scenario, "capture.pcap")
+		res, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pings []int64
+		answered := 0
+		for _, c := range res.Document.Conversations {
+			if c.HTTP == nil {
+				continue
+			}
+			for _, l := range transcriptLines(c.Conversation, c.HTTP, nil) {
+				if l.Class == "ping" {
+					pings = append(pings, l.Ref.Packet)
+					if strings.Contains(l.What, "answered by a pong in ") {
+						answered++
+					}
+				}
+			}
+		}
+		res.Close()
+		var want []int64
+		pongs := 0
+		for _, f := range tsharkFields(t, tshark, path, "websocket.opcode == 9 || websocket.opcode == 10", "frame.number", "websocket.opcode") {
+			for _, op := range strings.Split(f[1], ",") { // one per frame in the packet
+				switch op {
+				case "9":
+					want = append(want, packetNumber(t, f[0]))
+				case "10":
+					pongs++
+				}
+			}
+		}
+		slices.Sort(pings)
+		if len(want) == 0 || !slices.Equal(pings, want) || answered != pongs {
+			t.Errorf("%s: ping lines at %v (%d answered), tshark: pings %v, %d pongs", scenario, pings, answered, want, pongs)
+		}
+	}
+}
