@@ -228,7 +228,7 @@ func transcriptLines(c *flows.Conversation, h *http.Conversation, logs []Timelin
 		return all
 	}
 	recent := MaxTranscriptLines - transcriptLinesFirst
-	left := TranscriptLine{Class: "omitted", What: fmt.Sprintf("… %d more lines here; the JSON document has every one kept …", len(all)-MaxTranscriptLines)}
+	left := TranscriptLine{Class: "omitted", What: fmt.Sprintf("… %d more line%s here; the JSON document has every one kept …", len(all)-MaxTranscriptLines, plural(len(all)-MaxTranscriptLines))}
 	return slices.Concat(all[:transcriptLinesFirst], []TranscriptLine{left}, all[len(all)-recent:])
 }
 
