@@ -28,20 +28,26 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 	for _, tc := range []struct {
 		scenario string
 		logs     []string
+		clock    ClockOptions
 		// want are texts some transcript line of the scenario must hold,
 		// in this order across the lines; absent, texts none may hold.
 		want, absent []string
 	}{
-		{"ws-no-101", nil, []string{"GET /ws?try=", "no 101 after 5.0", "close frame (code 1000), unmasked, although no 101 came", "FIN"}, nil},
+		{"ws-no-101", nil, ClockOptions{}, []string{"GET /ws?try=", "no 101 after 5.0", "close frame (code 1000), unmasked, although no 101 came", "FIN"}, nil},
 		// Seed 000's story, the server's side from its trace: it read the
 		// request and wrote nothing until the client gave up.
-		{"ws-no-101", []string{"server.strace"}, []string{"accept: fd", "GET /ws?try=", "first read on fd", "no 101 after 5.0", "close frame (code 1000)", "returned 0: the peer closed", "close("}, []string{"first write"}},
+		{"ws-no-101", []string{"server.strace"}, ClockOptions{}, []string{"accept: fd", "GET /ws?try=", "first read on fd", "no 101 after 5.0", "close frame (code 1000)", "returned 0: the peer closed", "close("}, []string{"first write"}},
 		// Seed 003's: the peer's FIN, read() returned 0, and no close().
-		{"close-wait", []string{"server.strace"}, []string{"accept: fd", "first read on fd", "FIN: closes its side", "returned 0: the peer closed"}, []string{"close("}},
-		{"ws-rejected", nil, []string{"GET ", "HTTP/1.1 400 Bad Request", "rejected with 400"}, nil},
-		{"ws-bad-accept", nil, []string{"GET /ws", "HTTP/1.1 101", "bad Sec-WebSocket-Accept"}, nil},
-		{"ws-abnormal-close", nil, []string{"GET /fail", "upgrade to websocket: ok", "text message, 17 bytes", "Close 1011 “backend failure”, answered", "Close 1011 “backend failure”, in reply"}, nil},
-		{"zero-window-nginx", nil, []string{"GET /agent", "HTTP/1.1 101 Switching Protocols", "text message, 1,024 bytes", "advertises a zero window", "RST: resets the connection"}, nil},
+		{"close-wait", []string{"server.strace"}, ClockOptions{}, []string{"accept: fd", "first read on fd", "FIN: closes its side", "returned 0: the peer closed"}, []string{"close("}},
+		{"ws-rejected", nil, ClockOptions{}, []string{"GET ", "HTTP/1.1 400 Bad Request", "rejected with 400"}, nil},
+		{"ws-bad-accept", nil, ClockOptions{}, []string{"GET /ws", "HTTP/1.1 101", "bad Sec-WebSocket-Accept"}, nil},
+		{"ws-abnormal-close", nil, ClockOptions{}, []string{"GET /fail", "upgrade to websocket: ok", "text message, 17 bytes", "Close 1011 “backend failure”, answered", "Close 1011 “backend failure”, in reply"}, nil},
+		// Seed 001's: nginx's error line, on the capture's clock once its
+		// zone and skew are given (the lab's nginx logs local time,
+		// UTC+08:00), between the zero window and the reset.
+		{"zero-window-nginx", []string{"error.log"}, ClockOptions{Zones: map[string]*time.Location{"error.log": time.FixedZone("", 8*3600)}, Offsets: map[string]time.Duration{"error.log": 0}},
+			[]string{"advertises a zero window", "nginx info: client timed out", "RST: resets the connection"}, nil},
+		{"zero-window-nginx", nil, ClockOptions{}, []string{"GET /agent", "HTTP/1.1 101 Switching Protocols", "text message, 1,024 bytes", "advertises a zero window", "RST: resets the connection"}, nil},
 	} {
 		t.Run(strings.Join(append([]string{tc.scenario}, tc.logs...), "+"), func(t *testing.T) {
 			dir := filepath.Join(root, "testdata", "captures", tc.scenario)
@@ -49,7 +55,7 @@ func TestTranscriptsOfLabCaptures(t *testing.T) {
 			for _, l := range tc.logs {
 				inputs = append(inputs, Input{Path: filepath.Join(dir, l)})
 			}
-			res, err := Run(context.Background(), inputs, Options{})
+			res, err := Run(context.Background(), inputs, Options{Clock: tc.clock})
 			if err != nil {
 				t.Fatal(err)
 			}
