@@ -24,7 +24,8 @@ type Sink interface {
 	// not follow the previous one.
 	Gap(from Side, missing int, at evidence.Stamp)
 	// End says side will send nothing more (FIN or RST reached in sequence,
-	// or the conversation finished).
+	// or the conversation finished); it comes once per side, and nothing
+	// of that side follows it (later bytes are counted as late).
 	End(from Side, at evidence.Stamp)
 	// Done reports that the sink wants no more bytes (it found nothing it
 	// can decode); the tracker then stops reassembling the conversation.
