@@ -147,6 +147,18 @@ type fastState struct {
 	// missed its SYN: the points where gopacket's reassembly starts).
 	next  [2]uint32
 	known [2]bool
+	// first is the side known first: the side of the first packet
+	// gopacket would have been given, which orients its connection (and
+	// so the order in which it flushes the two sides' buffered bytes).
+	first Side
+}
+
+// know starts side's half at next.
+func (f *fastState) know(side Side, next uint32) {
+	if !f.known[side.Other()] {
+		f.first = side
+	}
+	f.next[side], f.known[side] = next, true
 }
 
 // startFast puts a conversation on the in-order path at its first packet
@@ -163,7 +175,7 @@ func (t *Tracker) startFast(c *conn) bool {
 		if !f.known[side] {
 			// As gopacket: a half starts one past its first SYN; later SYNs
 			// on it are dropped.
-			f.next[side], f.known[side] = binary.BigEndian.Uint32(h.header[4:8])+1, true
+			f.know(side, binary.BigEndian.Uint32(h.header[4:8])+1)
 		}
 	}
 	if (c.sawSYN(Client) && !f.known[Client]) || (c.sawSYN(Server) && !f.known[Server]) {
@@ -190,7 +202,8 @@ func (t *Tracker) fastPath(c *conn, fromClient bool, p *capture.Packet) bool {
 		if c.sawSYN(from) {
 			return false
 		}
-		f.next[from], f.known[from], start = tcp.Seq, true, true
+		f.know(from, tcp.Seq)
+		start = true
 	}
 	if tcp.Seq != f.next[from] {
 		return false
@@ -212,11 +225,14 @@ func (t *Tracker) fastPath(c *conn, fromClient bool, p *capture.Packet) bool {
 // leaveFast hands c to gopacket's reassembly: a SYN one before each known
 // side's next byte puts each half where it would be had gopacket seen
 // every packet so far (its next sequence number; nothing buffered, since
-// the fast path only took packets in order).
+// the fast path only took packets in order). The side gopacket would have
+// seen first goes first: when the capture missed the client's SYN, that
+// is the server, and gopacket flushes what it holds of the two sides at
+// the end in that order.
 func (t *Tracker) leaveFast(c *conn, ci gopacket.CaptureInfo) {
 	f := &c.fast
 	f.on = false
-	for _, side := range [...]Side{Client, Server} {
+	for _, side := range [...]Side{f.first, f.first.Other()} {
 		if !f.known[side] {
 			continue
 		}
