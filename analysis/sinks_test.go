@@ -9,6 +9,7 @@ import (
 	"wiremortem/evidence"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 )
 
 // teeSink feeds an httpSink and, beside it, a decoder that is never let
@@ -45,15 +46,6 @@ func TestSinkLetsGoAtClose(t *testing.T) {
 	closed, decoded := 0, 0
 	for _, set := range labCaptureSets(t) {
 		name := filepath.Base(filepath.Dir(set[0]))
-		var readers []*capture.Reader
-		for _, p := range set {
-			r, err := capture.Open(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			readers = append(readers, r)
-		}
 		tr := flows.NewTracker(flows.Options{
 			NewSink: func(c *flows.Conversation) flows.Sink {
 				sink := newHTTPSink(c, &opts).(*httpSink)
@@ -83,7 +75,7 @@ func TestSinkLetsGoAtClose(t *testing.T) {
 				}
 			},
 		})
-		if err := tr.Run(capture.Merge(readers, func(e *capture.Error) { t.Logf("%s: %v", name, e) })); err != nil {
+		if err := tr.Run(pcaptest.Merge(t, func(e *capture.Error) { t.Logf("%s: %v", name, e) }, set...)); err != nil {
 			t.Fatal(err)
 		}
 	}

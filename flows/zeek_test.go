@@ -10,24 +10,16 @@ import (
 	"testing"
 
 	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 	"wiremortem/internal/testenv"
 )
 
 // track runs the tracker over capture files and returns the conversations.
 func track(t testing.TB, paths ...string) ([]*Conversation, Stats) {
 	t.Helper()
-	var readers []*capture.Reader
-	for _, p := range paths {
-		r, err := capture.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		readers = append(readers, r)
-	}
 	var convs []*Conversation
 	tr := NewTracker(Options{OnDone: func(c *Conversation, _ Sink) { convs = append(convs, c) }})
-	if err := tr.Run(capture.Merge(readers, func(e *capture.Error) { t.Logf("damage: %v", e) })); err != nil {
+	if err := tr.Run(pcaptest.Merge(t, func(e *capture.Error) { t.Logf("damage: %v", e) }, paths...)); err != nil {
 		t.Fatal(err)
 	}
 	sort.Slice(convs, func(i, j int) bool { return convs[i].ID < convs[j].ID })

@@ -10,6 +10,7 @@ import (
 	"wiremortem/evidence"
 	"wiremortem/flows"
 	"wiremortem/flows/capture"
+	"wiremortem/internal/pcaptest"
 )
 
 // t0 is when every constructed conversation's clock starts.
@@ -309,18 +310,9 @@ func sortedJoin(parts []string) string {
 // trackCapture runs the conversation tracker over capture files.
 func trackCapture(t testing.TB, paths ...string) *Input {
 	t.Helper()
-	var readers []*capture.Reader
-	for _, p := range paths {
-		r, err := capture.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		readers = append(readers, r)
-	}
 	var convs []*flows.Conversation
 	tr := flows.NewTracker(flows.Options{OnDone: func(c *flows.Conversation, _ flows.Sink) { convs = append(convs, c) }})
-	src := &timeRange{src: capture.Merge(readers, func(e *capture.Error) { t.Errorf("damaged capture: %v", e) })}
+	src := &timeRange{src: pcaptest.Merge(t, func(e *capture.Error) { t.Errorf("damaged capture: %v", e) }, paths...)}
 	if err := tr.Run(src); err != nil {
 		t.Fatal(err)
 	}

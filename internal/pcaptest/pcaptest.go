@@ -1,7 +1,7 @@
 // Package pcaptest reads a capture's packets into memory and writes
 // packets back out as a pcap file, for tests that derive a capture from a
 // real one (rotated parts, a packet cut out or moved, a clock that steps
-// back).
+// back), and opens captures for tests that track them.
 package pcaptest
 
 import (
@@ -35,6 +35,23 @@ func Read(t testing.TB, path string) []capture.Packet {
 		p.Data = append([]byte(nil), p.Data...)
 		pkts = append(pkts, p)
 	}
+}
+
+// Merge opens the captures at paths (closed when the test ends) and
+// merges them as the tracker reads them, telling onDamage where a file is
+// damaged.
+func Merge(t testing.TB, onDamage func(*capture.Error), paths ...string) *capture.Merger {
+	t.Helper()
+	var readers []*capture.Reader
+	for _, p := range paths {
+		r, err := capture.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		readers = append(readers, r)
+	}
+	return capture.Merge(readers, onDamage)
 }
 
 // Write writes pkts, in their order, with their times and wire lengths, as
