@@ -80,9 +80,17 @@ func (s *checkingSink) Gap(from Side, missing int, at evidence.Stamp) {
 	if missing <= 0 {
 		s.t.Fatalf("gap of %d bytes", missing)
 	}
+	if s.ended[from] {
+		s.t.Fatalf("gap from %s after its end", from)
+	}
 }
-func (s *checkingSink) End(from Side, at evidence.Stamp) { s.ended[from] = true }
-func (s *checkingSink) Done() bool                       { return false }
+func (s *checkingSink) End(from Side, at evidence.Stamp) {
+	if s.ended[from] {
+		s.t.Fatalf("end of %s said twice", from)
+	}
+	s.ended[from] = true
+}
+func (s *checkingSink) Done() bool { return false }
 
 // FuzzTracker feeds arbitrary packet sequences to the tracker and to
 // reassembly: no panic, every packet accounted for, every conversation

@@ -62,7 +62,14 @@ func (f streamFactory) New(_, _ gopacket.Flow, _ *layers.TCP, ac reassembly.Asse
 	// removed the first) gets a new one.
 	s := ctx.c.stream
 	if s == nil || s.pooled {
+		old := s
 		s = f.t.newStream(ctx.c)
+		if old != nil {
+			// A side that ended stays ended: its bytes that come after
+			// (a retransmission while the closed conversation lingers)
+			// are late, not a new start, and its end is not said twice.
+			s.ended = old.ended
+		}
 	}
 	s.pooled = true
 	return s
