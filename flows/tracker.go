@@ -114,8 +114,10 @@ type Stats struct {
 	// ReassemblyGaps counts holes handed to sinks; GapBytes their size.
 	ReassemblyGaps     int64 `json:"reassembly_gaps"`
 	ReassemblyGapBytes int64 `json:"reassembly_gap_bytes"`
-	// LateStreamBytes arrived from reassembly for conversations already
-	// finished (dropped).
+	// LateStreamBytes came out of reassembly when no sink would take
+	// them (dropped): after their side's end (bytes sent again after the
+	// close), after their conversation finished, or after its sink was
+	// done.
 	LateStreamBytes int64 `json:"late_stream_bytes"`
 }
 
