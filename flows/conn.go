@@ -114,7 +114,7 @@ const maxHoles = 8
 // the same range with different bytes.
 type sentSegment struct {
 	seq  seqnum.Value
-	n    int
+	n    uint32 // 16 bytes, not 24: every conn holds 16 of them
 	hash uint64
 }
 
@@ -738,7 +738,7 @@ func (c *conn) fillsHole(s *sender, seg *segment) bool {
 }
 
 func (s *sender) remember(seg *segment) {
-	s.recent[s.recentNext] = sentSegment{seq: seg.seq, n: seg.payloadLen, hash: payloadDigest(seg.payload)}
+	s.recent[s.recentNext] = sentSegment{seq: seg.seq, n: uint32(seg.payloadLen), hash: payloadDigest(seg.payload)}
 	s.recentNext = (s.recentNext + 1) % len(s.recent)
 }
 
@@ -766,7 +766,7 @@ func (c *conn) conflicts(s *sender, seg *segment) bool {
 		return false
 	}
 	for _, r := range s.recent {
-		if r.n == seg.payloadLen && r.seq == seg.seq {
+		if int(r.n) == seg.payloadLen && r.seq == seg.seq {
 			return r.hash != payloadDigest(seg.payload)
 		}
 	}
