@@ -7,6 +7,10 @@
 //
 //	go run ./bench/harness -size 20MB -runs 1          # CI: keeps working
 //	go run ./bench/harness -size 2GB -runs 3 -concurrent 10000 -stretch 10000   # by hand
+//	go run ./bench/harness -size 512MB,1GB,2GB,4GB -runs 1 -shapes long -concurrent 10000 -stretch 1000
+//
+// Given several sizes, it measures each shape at each and ends with a table
+// of how time and peak memory grow with the capture.
 package main
 
 import (
@@ -61,7 +65,9 @@ type Measurement struct {
 
 // Result is one shape's capture and measurements.
 type Result struct {
-	Shape        string   `json:"shape"`
+	Shape string `json:"shape"`
+	// Size is what the capture was generated to (-size).
+	Size         string   `json:"size"`
 	Seeds        []string `json:"seeds"`
 	CaptureBytes int64    `json:"capture_bytes"`
 	Packets      int64    `json:"packets"`
@@ -97,7 +103,7 @@ type Machine struct {
 }
 
 func main() {
-	size := flag.String("size", "20MB", "size of each generated capture")
+	size := flag.String("size", "20MB", "size of each generated capture; several, comma-separated, measure each shape at each")
 	runs := flag.Int("runs", 3, "runs per tool (the median is reported)")
 	concurrent := flag.Int("concurrent", 1000, "conversations live at once in the generated captures")
 	stretch := flag.Float64("stretch", 1, "multiply the seed conversations' packet times by this (1: loopback speed, 100,000 conversations in a fraction of a second; 10000: a 4 ms conversation lasts 40 s, as behind a busy server)")
@@ -121,6 +127,8 @@ func main() {
 	scale := bin("scale", "./bench/scale")
 
 	report := Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: describeMachine(), Size: *size, Runs: *runs}
+	h := &bench{work: work, keep: *keep, runs: *runs, concurrent: *concurrent, stretch: *stretch, wm: wm, readloop: readloop, scale: scale}
+	sizes := strings.Split(*size, ",")
 	for _, sh := range shapes {
 		if *only != "" && !strings.Contains(","+*only+",", ","+sh.name+",") {
 			continue
@@ -130,59 +138,18 @@ func main() {
 			fmt.Fprintf(os.Stderr, "harness: no seed capture for shape %s\n", sh.name)
 			os.Exit(1)
 		}
-		pcap := filepath.Join(work, sh.name+".pcap")
-		run(scale, append([]string{"-o", pcap, "-size", *size, "-concurrent", strconv.Itoa(*concurrent), "-stretch", strconv.FormatFloat(*stretch, 'g', -1, 64)}, seeds...)...)
-		st, err := os.Stat(pcap)
-		check(err)
-		res := Result{Shape: sh.name, Seeds: seeds, CaptureBytes: st.Size(), Concurrent: *concurrent, Stretch: *stretch}
-		res.Packets = countPackets(readloop, pcap)
-		jsonOut := filepath.Join(work, sh.name+".json")
-		tools := []struct {
-			name string
-			cmd  []string
-		}{
-			{"wiremortem analyze", []string{wm, "analyze", "--json", jsonOut, pcap}},
-			{"wiremortem flows", []string{wm, "flows", pcap}},
-			{"tcptrace -n", []string{"tcptrace", "-n", pcap}},
-			{"tshark -q -z conv,tcp", []string{"tshark", "-q", "-z", "conv,tcp", "-r", pcap}},
-			{"pcapgo read loop", []string{readloop, pcap}},
+		for _, sz := range sizes {
+			report.Results = append(report.Results, h.measure(sh.name, sz, seeds))
 		}
-		for _, tool := range tools {
-			m := Measurement{Tool: tool.name, Command: tool.cmd}
-			for i := 0; i < *runs; i++ {
-				wall, rss, err := measure(tool.cmd)
-				if err != nil {
-					m.Error = err.Error()
-					break
-				}
-				m.WallSec = append(m.WallSec, wall)
-				m.PeakRSSMB = max(m.PeakRSSMB, rss)
-			}
-			if len(m.WallSec) > 0 {
-				m.MedianSec = median(m.WallSec)
-				m.MBPerSec = float64(res.CaptureBytes) / (1 << 20) / m.MedianSec
-				m.PktPerSec = float64(res.Packets) / m.MedianSec
-			}
-			res.Measurements = append(res.Measurements, m)
-		}
-		if err := readSummary(jsonOut, &res); err != nil {
-			fmt.Fprintf(os.Stderr, "harness: %s: %v\n", jsonOut, err)
-		}
-		os.Remove(jsonOut)
-		base := res.Measurements[0].MedianSec
-		for i := range res.Measurements {
-			if base > 0 {
-				res.Measurements[i].Ratio = res.Measurements[i].MedianSec / base
-			}
-		}
-		printTable(res)
-		report.Results = append(report.Results, res)
+	}
+	if len(sizes) > 1 {
+		printGrowth(report.Results)
 	}
 	check(os.MkdirAll(*out, 0o755))
-	name := filepath.Join(*out, fmt.Sprintf("bench-%s-%s.json", strings.ReplaceAll(*size, ".", "_"), time.Now().UTC().Format("20060102T150405Z")))
-	b, err := json.MarshalIndent(report, "", "  ")
+	name := filepath.Join(*out, fmt.Sprintf("bench-%s-%s.json", strings.NewReplacer(".", "_", ",", "+").Replace(*size), time.Now().UTC().Format("20060102T150405Z")))
+	doc, err := json.MarshalIndent(report, "", "  ")
 	check(err)
-	check(os.WriteFile(name, append(b, '\n'), 0o644))
+	check(os.WriteFile(name, append(doc, '\n'), 0o644))
 	fmt.Println("results written to", name)
 	for _, r := range report.Results {
 		for _, m := range r.Measurements {
@@ -192,6 +159,94 @@ func main() {
 			}
 		}
 	}
+}
+
+// bench is one harness run's settings and tools.
+type bench struct {
+	work                string // where captures and documents go
+	keep                bool   // keep the generated captures
+	runs, concurrent    int
+	stretch             float64
+	wm, readloop, scale string // the binaries built for the run
+}
+
+// measure generates one shape's capture at one size and measures every
+// tool on it; the capture goes afterwards unless b.keep.
+func (b *bench) measure(shape, size string, seeds []string) Result {
+	pcap := filepath.Join(b.work, shape+"-"+size+".pcap")
+	run(b.scale, append([]string{"-o", pcap, "-size", size, "-concurrent", strconv.Itoa(b.concurrent), "-stretch", strconv.FormatFloat(b.stretch, 'g', -1, 64)}, seeds...)...)
+	if !b.keep {
+		defer os.Remove(pcap)
+	}
+	st, err := os.Stat(pcap)
+	check(err)
+	res := Result{Shape: shape, Size: size, Seeds: seeds, CaptureBytes: st.Size(), Concurrent: b.concurrent, Stretch: b.stretch}
+	res.Packets = countPackets(b.readloop, pcap)
+	jsonOut := filepath.Join(b.work, shape+".json")
+	tools := []struct {
+		name string
+		cmd  []string
+	}{
+		{"wiremortem analyze", []string{b.wm, "analyze", "--json", jsonOut, pcap}},
+		{"wiremortem flows", []string{b.wm, "flows", pcap}},
+		{"tcptrace -n", []string{"tcptrace", "-n", pcap}},
+		{"tshark -q -z conv,tcp", []string{"tshark", "-q", "-z", "conv,tcp", "-r", pcap}},
+		{"pcapgo read loop", []string{b.readloop, pcap}},
+	}
+	for _, tool := range tools {
+		m := Measurement{Tool: tool.name, Command: tool.cmd}
+		for i := 0; i < b.runs; i++ {
+			wall, rss, err := measure(tool.cmd)
+			if err != nil {
+				m.Error = err.Error()
+				break
+			}
+			m.WallSec = append(m.WallSec, wall)
+			m.PeakRSSMB = max(m.PeakRSSMB, rss)
+		}
+		if len(m.WallSec) > 0 {
+			m.MedianSec = median(m.WallSec)
+			m.MBPerSec = float64(res.CaptureBytes) / (1 << 20) / m.MedianSec
+			m.PktPerSec = float64(res.Packets) / m.MedianSec
+		}
+		res.Measurements = append(res.Measurements, m)
+	}
+	if err := readSummary(jsonOut, &res); err != nil {
+		fmt.Fprintf(os.Stderr, "harness: %s: %v\n", jsonOut, err)
+	}
+	os.Remove(jsonOut)
+	base := res.Measurements[0].MedianSec
+	for i := range res.Measurements {
+		if base > 0 {
+			res.Measurements[i].Ratio = res.Measurements[i].MedianSec / base
+		}
+	}
+	printTable(res)
+	return res
+}
+
+// printGrowth shows, shape by shape, how each tool's time and peak memory
+// grow with the capture: bounded memory is a flat column.
+func printGrowth(results []Result) {
+	fmt.Printf("\nas the capture grows (median wall s / peak RSS MB):\n")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "shape\tsize\tconversations\tpeak live\t")
+	for _, m := range results[0].Measurements {
+		fmt.Fprintf(tw, "%s\t", m.Tool)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t", r.Shape, r.Size, r.Conversations, r.PeakLive)
+		for _, m := range r.Measurements {
+			if m.Error != "" {
+				fmt.Fprint(tw, "failed\t")
+				continue
+			}
+			fmt.Fprintf(tw, "%.2f / %.0f\t", m.MedianSec, m.PeakRSSMB)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
 }
 
 // readSummary reads the conversation counts and the time span from the
