@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"wiremortem/decoders/http"
-	"wiremortem/decoders/websocket"
 	"wiremortem/flows"
 )
 
@@ -91,14 +90,6 @@ func frameText(f http.FrameNote) string {
 		what += ", unmasked"
 	}
 	return f.Hex + " (" + what + ")"
-}
-
-// sideName turns the WebSocket decoder's side into the tracker's.
-func sideName(s websocket.Side) flows.Side {
-	if s == websocket.Client {
-		return flows.Client
-	}
-	return flows.Server
 }
 
 // closeCodeNames are RFC 6455 section 7.4.1's status codes and the ones

@@ -163,7 +163,7 @@ func abnormalCloseIncident(group []abnormal) *draft {
 			if cl.Reason != "" {
 				reason = fmt.Sprintf(" with reason %q", capText(cl.Reason, 120))
 			}
-			ev = append(ev, d.cite(cl.Stamp, "Close %s from %s%s", closeCodeText(cl.Code), who(c, sideName(cl.From)), reason))
+			ev = append(ev, d.cite(cl.Stamp, "Close %s from %s%s", closeCodeText(cl.Code), who(c, cl.From), reason))
 			if cl.Code != 1012 && cl.Code != 1013 {
 				restartsOnly = false
 			}
