@@ -13,6 +13,7 @@ import (
 	"wiremortem/decoders/strace"
 	"wiremortem/evidence"
 	"wiremortem/flows"
+	"wiremortem/rules"
 )
 
 // What the decoders and the logs add to the timeline: upgrades answered or
@@ -43,9 +44,9 @@ func decodedEvents(convs []*flows.Conversation, decoded map[int]*http.Conversati
 					event(EventUpgradeFailed, u.Response.Start, fmt.Sprintf("101 to %s with a wrong Sec-WebSocket-Accept", c.Client))
 				}
 			case u.Response != nil:
-				event(EventUpgradeFailed, u.Response.Start, fmt.Sprintf("%d %s to the %s upgrade from %s", u.Response.Status, Safe(capString(u.Response.Reason, 60)), Safe(capString(u.Protocol, 40)), c.Client))
+				event(EventUpgradeFailed, u.Response.Start, fmt.Sprintf("%d %s to the %s upgrade from %s", u.Response.Status, Safe(rules.CapText(u.Response.Reason, 60)), Safe(rules.CapText(u.Protocol, 40)), c.Client))
 			case u.Request != nil:
-				event(EventUpgradeFailed, u.Request.Start, fmt.Sprintf("%s upgrade from %s: no response in %s", Safe(capString(u.Protocol, 40)), c.Client, FormatDuration(u.Waited)))
+				event(EventUpgradeFailed, u.Request.Start, fmt.Sprintf("%s upgrade from %s: no response in %s", Safe(rules.CapText(u.Protocol, 40)), c.Client, FormatDuration(u.Waited)))
 			}
 			for _, f := range u.FramesWithoutUpgrade {
 				event(EventWSFrameWithoutUpgrade, f.Stamp, fmt.Sprintf("%s sent a WebSocket %s frame (%s) although no 101 came", c.Client, f.Opcode, f.Hex))
@@ -80,7 +81,7 @@ func logEvents(j *correlate.Joined, add func(TimelineEvent)) {
 		if !errorWorthAMark(r) {
 			continue
 		}
-		event(EventLogError, e.Source, r.Ref, timeOf{r.Time, r.TimeHasZone}, e.Conversation, "nginx "+string(r.Level)+": "+Safe(capString(r.Message, 160)))
+		event(EventLogError, e.Source, r.Ref, timeOf{r.Time, r.TimeHasZone}, e.Conversation, "nginx "+string(r.Level)+": "+Safe(rules.CapText(r.Message, 160)))
 	}
 	for _, a := range j.Access {
 		r := a.Record
@@ -92,7 +93,7 @@ func logEvents(j *correlate.Joined, add func(TimelineEvent)) {
 		default:
 			continue
 		}
-		event(kind, a.Source, r.Ref, timeOf{r.Time, r.TimeHasZone}, a.Conversation, fmt.Sprintf("nginx access: %d for %s", r.Status, Safe(capString(r.Request, 120))))
+		event(kind, a.Source, r.Ref, timeOf{r.Time, r.TimeHasZone}, a.Conversation, fmt.Sprintf("nginx access: %d for %s", r.Status, Safe(rules.CapText(r.Request, 120))))
 	}
 	for _, s := range j.Straces {
 		if s.Conversation == 0 && s.Life.Kind != "listener" {
@@ -188,12 +189,4 @@ func snapshotText(s *sockstat.Snapshot) string {
 		parts[i] = fmt.Sprintf("%d %s", counts[st], st)
 	}
 	return "sockets: " + strings.Join(parts, ", ")
-}
-
-// capString cuts a record's text for a timeline tooltip.
-func capString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }

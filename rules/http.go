@@ -54,9 +54,9 @@ func answeredUpgrades(ups []upgrade) (n int, medianWait time.Duration) {
 // requestText writes a request the way evidence quotes it: "GET
 // /ws?try=2", capped, with its Host.
 func requestText(m *http.Message) string {
-	s := m.Method + " " + capText(m.URI, 120)
+	s := m.Method + " " + CapText(m.URI, 120)
 	if host := m.Headers.Get("Host"); host != "" {
-		s += " (Host " + capText(host, 80) + ")"
+		s += " (Host " + CapText(host, 80) + ")"
 	}
 	return s
 }
@@ -65,14 +65,15 @@ func requestText(m *http.Message) string {
 func statusText(m *http.Message) string {
 	s := fmt.Sprint(m.Status)
 	if m.Reason != "" {
-		s += " " + capText(m.Reason, 80)
+		s += " " + CapText(m.Reason, 80)
 	}
 	return s
 }
 
-// capText cuts a peer's text to n bytes for a sentence. The report
-// escapes it; this only keeps sentences short.
-func capText(s string, n int) string {
+// CapText cuts a peer's text to n bytes for a sentence (an incident's, a
+// timeline mark's). The report escapes it; this only keeps sentences
+// short.
+func CapText(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -179,7 +179,7 @@ func readNoWriteIncident(in *Input, group []silent, served int, byID map[int]*fl
 func firstData(l *strace.SocketLife) string {
 	for _, e := range l.Events {
 		if l.FirstRead != nil && e.Ref == l.FirstRead.Ref && e.Data != "" {
-			return " (" + capText(e.Data, 60) + ")"
+			return " (" + CapText(e.Data, 60) + ")"
 		}
 	}
 	return ""

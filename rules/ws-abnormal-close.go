@@ -161,7 +161,7 @@ func abnormalCloseIncident(group []abnormal) *draft {
 			key = fmt.Sprintf("%s sent Close %s", cl.From, closeCodeText(cl.Code))
 			reason := ""
 			if cl.Reason != "" {
-				reason = fmt.Sprintf(" with reason %q", capText(cl.Reason, 120))
+				reason = fmt.Sprintf(" with reason %q", CapText(cl.Reason, 120))
 			}
 			ev = append(ev, d.cite(cl.Stamp, "Close %s from %s%s", closeCodeText(cl.Code), who(c, cl.From), reason))
 			if cl.Code != 1012 && cl.Code != 1013 {
@@ -220,7 +220,7 @@ func tcpEndKind(c *flows.Conversation, m *flows.CloseMark) string {
 
 func reasonClause(a abnormal) string {
 	if a.close != nil && a.close.Reason != "" {
-		return fmt.Sprintf(" (reason %q)", capText(a.close.Reason, 120))
+		return fmt.Sprintf(" (reason %q)", CapText(a.close.Reason, 120))
 	}
 	if a.close == nil {
 		if idle := a.tcp.Time.Sub(lastTraffic(a)); idle >= time.Second {

@@ -37,10 +37,10 @@ func badAcceptIncident(up upgrade) *draft {
 	d := newDraft(High, "high")
 	d.flow(c)
 	key := u.Request.Headers.Get("Sec-WebSocket-Key")
-	req := d.cite(u.Request.End, "Upgrade request %s from client %s with Sec-WebSocket-Key %s", requestText(u.Request), c.Client, capText(key, 40))
+	req := d.cite(u.Request.End, "Upgrade request %s from client %s with Sec-WebSocket-Key %s", requestText(u.Request), c.Client, CapText(key, 40))
 	got := "no Sec-WebSocket-Accept"
 	if u.Accept != "" {
-		got = "Sec-WebSocket-Accept " + capText(u.Accept, 60)
+		got = "Sec-WebSocket-Accept " + CapText(u.Accept, 60)
 	}
 	resp := d.cite(u.Response.Start, "Server answered %s with %s; the key calls for %s%s", statusText(u.Response), got, u.ExpectedAccept, responseHeaders(u.Response))
 	ending := ""

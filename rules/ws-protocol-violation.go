@@ -96,7 +96,7 @@ func violationIncident(g *violationGroup) *draft {
 		v := vs[0]
 		detail := ""
 		if v.Detail != "" {
-			detail = ": " + capText(v.Detail, 160)
+			detail = ": " + CapText(v.Detail, 160)
 		}
 		i := d.cite(v.Stamp, "%s from the %s%s", k, v.From, detail)
 		d.cause(violationCause(k, g.from), i)

@@ -97,7 +97,7 @@ func upgradeNo101Incident(in *Input, missing []unanswered, all []upgrade) *draft
 		d.flow(c)
 		waits = append(waits, u.Waited)
 		req := u.Request
-		requests = append(requests, d.cite(req.End, "Upgrade request %s from client %s (Sec-WebSocket-Key %s)", requestText(req), c.Client, capText(req.Headers.Get("Sec-WebSocket-Key"), 40)))
+		requests = append(requests, d.cite(req.End, "Upgrade request %s from client %s (Sec-WebSocket-Key %s)", requestText(req), c.Client, CapText(req.Headers.Get("Sec-WebSocket-Key"), 40)))
 		if len(u.FramesWithoutUpgrade) > 0 {
 			frameClients++
 			f := u.FramesWithoutUpgrade[0]
@@ -146,7 +146,7 @@ func upgradeNo101Incident(in *Input, missing []unanswered, all []upgrade) *draft
 	}
 	d.next(
 		"Check the server's application log around the incident for errors in the handshake or open handler, and its workers: how many, how many busy or blocked (Swoole worker_num/task workers, php-fpm or gunicorn status).",
-		"Reproduce with a timed handshake: curl -i -N --max-time 10 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "+shellQuote("http://"+first.c.Server.String()+capText(first.u.Request.URI, 120)),
+		"Reproduce with a timed handshake: curl -i -N --max-time 10 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "+shellQuote("http://"+first.c.Server.String()+CapText(first.u.Request.URI, 120)),
 		"Leave the listen backlog and somaxconn alone: every TCP handshake here completed, so the accept queue did not drop these connections.",
 	)
 	return d

@@ -56,7 +56,7 @@ func upgradeRejectedIncident(in *Input, refused, all []upgrade) *draft {
 		}
 		for _, a := range in.logsFor(c.ID).Access {
 			r := a.Record
-			ev = append(ev, d.cite(evidence.Stamp{Time: r.Time, Ref: r.Ref}, "nginx access: %s %s", capText(r.Request, 120), fmt.Sprint(r.Status)))
+			ev = append(ev, d.cite(evidence.Stamp{Time: r.Time, Ref: r.Ref}, "nginx access: %s %s", CapText(r.Request, 120), fmt.Sprint(r.Status)))
 		}
 		evidenceOf[st] = append(evidenceOf[st], ev...)
 		if st >= 500 {
@@ -91,7 +91,7 @@ func upgradeRejectedIncident(in *Input, refused, all []upgrade) *draft {
 	}
 	d.next(
 		"Read the server's log (and the proxy's error log) for the refused requests: servers usually say why they refused a handshake.",
-		fmt.Sprintf("Replay the handshake with the same headers and compare: curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' %s", shellQuote("http://"+first.c.Server.String()+capText(first.u.Request.URI, 120))),
+		fmt.Sprintf("Replay the handshake with the same headers and compare: curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' %s", shellQuote("http://"+first.c.Server.String()+CapText(first.u.Request.URI, 120))),
 		"Behind nginx, check the location has proxy_http_version 1.1, proxy_set_header Upgrade $http_upgrade and proxy_set_header Connection \"upgrade\": without them the backend sees a plain GET.",
 	)
 	return d
@@ -109,7 +109,7 @@ func handshakeHeaders(m *http.Message) string {
 	var parts []string
 	for _, h := range []string{"Sec-WebSocket-Version", "Origin", "Sec-WebSocket-Protocol"} {
 		if v, ok := m.Headers.Lookup(h); ok {
-			parts = append(parts, h+": "+capText(v, 80))
+			parts = append(parts, h+": "+CapText(v, 80))
 		}
 	}
 	if _, ok := m.Headers.Lookup("Sec-WebSocket-Key"); !ok {
@@ -127,7 +127,7 @@ func responseHeaders(m *http.Message) string {
 	var parts []string
 	for _, h := range []string{"Server", "Sec-WebSocket-Version", "Location", "Upgrade", "Connection"} {
 		if v, ok := m.Headers.Lookup(h); ok {
-			parts = append(parts, h+": "+capText(v, 80))
+			parts = append(parts, h+": "+CapText(v, 80))
 		}
 	}
 	if len(parts) == 0 {
