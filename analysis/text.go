@@ -194,7 +194,7 @@ func WriteExplanation(w io.Writer, doc *Document) error {
 				fmt.Fprintf(bw, "    (%s more in the JSON document)\n", rules.Thousands(int64(inc.EvidenceOmitted)))
 			}
 		}
-		for _, t := range tr.For(inc, 3) {
+		for _, t := range tr.For(inc, TranscriptsPerIncident) {
 			c := t.Conversation
 			fmt.Fprintf(bw, "  what conversation %d said (%s -> %s; #N are packets of %s):\n", c.ID, c.Client, c.Server, Safe(c.FirstPacket.Source))
 			for _, l := range t.Lines {

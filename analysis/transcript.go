@@ -70,6 +70,9 @@ const (
 	// MaxPayloadShown caps a payload's preview: what the document keeps
 	// by default (--ws-payload), shown whole.
 	MaxPayloadShown = websocket.DefaultPayloadBytes
+	// TranscriptsPerIncident is how many of an incident's conversations
+	// the report and --explain show the transcripts of.
+	TranscriptsPerIncident = 3
 )
 
 // Transcriber makes the transcripts of a document's conversations.

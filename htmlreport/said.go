@@ -25,9 +25,6 @@ type saidLine struct {
 	Class, Time, From, What, Payload, Ref string
 }
 
-// maxTranscripts caps the conversations shown per incident.
-const maxTranscripts = 3
-
 // transcripts returns what the first conversations inc cites said; shown
 // are the conversations the table has a row for.
 func (b *builder) transcripts(inc *rules.Incident, shown map[int]bool) []transcript {
@@ -35,7 +32,7 @@ func (b *builder) transcripts(inc *rules.Incident, shown map[int]bool) []transcr
 		b.transcriber = analysis.NewTranscriber(b.doc)
 	}
 	var out []transcript
-	for _, tr := range b.transcriber.For(inc, maxTranscripts) {
+	for _, tr := range b.transcriber.For(inc, analysis.TranscriptsPerIncident) {
 		c := tr.Conversation
 		t := transcript{
 			Title:  text(fmt.Sprintf("What conversation %d said: %s → %s", c.ID, c.Client, c.Server)),
