@@ -139,7 +139,7 @@ func main() {
 			os.Exit(1)
 		}
 		for _, sz := range sizes {
-			report.Results = append(report.Results, h.measure(sh.name, sz, seeds))
+			report.Results = append(report.Results, h.measureShape(sh.name, sz, seeds))
 		}
 	}
 	if len(sizes) > 1 {
@@ -170,9 +170,9 @@ type bench struct {
 	wm, readloop, scale string // the binaries built for the run
 }
 
-// measure generates one shape's capture at one size and measures every
+// measureShape generates one shape's capture at one size and measures every
 // tool on it; the capture goes afterwards unless b.keep.
-func (b *bench) measure(shape, size string, seeds []string) Result {
+func (b *bench) measureShape(shape, size string, seeds []string) Result {
 	pcap := filepath.Join(b.work, shape+"-"+size+".pcap")
 	run(b.scale, append([]string{"-o", pcap, "-size", size, "-concurrent", strconv.Itoa(b.concurrent), "-stretch", strconv.FormatFloat(b.stretch, 'g', -1, 64)}, seeds...)...)
 	if !b.keep {
