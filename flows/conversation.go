@@ -22,7 +22,8 @@ const (
 // to its close, reset, idle flush, or the end of the capture.
 //
 // Its JSON form is a stable contract (documented in docs/json.md): fields
-// are added, never renamed.
+// are added, never renamed. The document is written by AppendJSON, which
+// a new field must join (TestAppendJSONEveryField fails until it does).
 type Conversation struct {
 	// ID numbers conversations from 1 in the order of their first packet.
 	ID     int            `json:"id"`

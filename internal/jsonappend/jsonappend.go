@@ -1,0 +1,130 @@
+// Package jsonappend appends JSON values byte for byte as the document's
+// encoder writes them (go-json-experiment with encoding/json's v1 options:
+// HTML-safe strings, RFC 3339 times), without reflection. It serves the
+// hot path that writes a record per conversation; a value it has no fast
+// way for (a string needing escapes, a time outside years 0-9999) goes
+// through that encoder, so the bytes are the same either way.
+package jsonappend
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
+)
+
+// Options are the encoder's options: what encoding/json's Marshal does.
+func Options() jsonv2.Options { return jsonv1.DefaultOptionsV1() }
+
+// Slow appends v as the encoder writes it.
+func Slow(b []byte, v any) ([]byte, error) {
+	out := &appender{b: b}
+	err := jsonv2.MarshalWrite(out, v, Options())
+	if err != nil {
+		return b, err
+	}
+	return out.b, nil
+}
+
+// appender is an io.Writer that appends to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+// String appends s as a JSON string.
+func String(b []byte, s string) []byte {
+	if !Safe(s) {
+		out, _ := Slow(b, s) // a string always encodes
+		return out
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// Time appends t as a JSON string in RFC 3339 with nanoseconds; it fails,
+// as the encoder does, on a year it cannot write.
+func Time(b []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return Slow(b, t)
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
+}
+
+// Int appends n.
+func Int(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+
+// Bool appends true or false.
+func Bool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
+
+// Writer appends to B; the first error sticks and later calls do nothing
+// that could fail.
+type Writer struct {
+	B   []byte
+	Err error
+}
+
+// Raw appends s as it is (a name, punctuation).
+func (w *Writer) Raw(s string) { w.B = append(w.B, s...) }
+
+// String appends s as a JSON string.
+func (w *Writer) String(s string) { w.B = String(w.B, s) }
+
+// Int appends n.
+func (w *Writer) Int(n int64) { w.B = Int(w.B, n) }
+
+// Bool appends v.
+func (w *Writer) Bool(v bool) { w.B = Bool(w.B, v) }
+
+// Time appends t (Time).
+func (w *Writer) Time(t time.Time) {
+	var err error
+	w.B, err = Time(w.B, t)
+	if w.Err == nil {
+		w.Err = err
+	}
+}
+
+// List appends list as the encoder writes a slice: null when nil, each
+// element by item.
+func List[T any](w *Writer, list []T, item func(*T, *Writer)) {
+	if list == nil {
+		w.Raw(`null`)
+		return
+	}
+	w.Raw(`[`)
+	for i := range list {
+		if i > 0 {
+			w.Raw(`,`)
+		}
+		item(&list[i], w)
+	}
+	w.Raw(`]`)
+}
+
+// Value appends v through the encoder, for the parts with no appender.
+func (w *Writer) Value(v any) {
+	var err error
+	w.B, err = Slow(w.B, v)
+	if w.Err == nil {
+		w.Err = err
+	}
+}
+
+// Safe reports whether s is written as it is between quotes, with no
+// escape.
+func Safe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
