@@ -9,11 +9,9 @@ import (
 	"runtime"
 	"sync"
 
-	jsonv2 "github.com/go-json-experiment/json"
-	jsonv1 "github.com/go-json-experiment/json/v1"
-
 	"wiremortem/decoders/http"
 	"wiremortem/flows"
+	"wiremortem/internal/jsonappend"
 )
 
 // errNotKept is what writing the conversations fails with after a run
@@ -108,12 +106,11 @@ func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[in
 	// Two sets of one buffer per place in the batch, one being written
 	// while the other is filled, reused from batch to batch: Marshal
 	// would return a fresh copy of every conversation's bytes.
-	var sets [2][]bytes.Buffer
+	var sets [2][][]byte
 	for i := range sets {
-		sets[i] = make([]bytes.Buffer, min(n, encodeBatch))
+		sets[i] = make([][]byte, min(n, encodeBatch))
 	}
 	errs := make([]error, min(n, encodeBatch))
-	opts := jsonv1.DefaultOptionsV1() // what jsonv1.Marshal encodes with
 	written := make(chan error, 1)
 	writing := false
 	for start, k := 0, 0; start < n; start, k = start+encodeBatch, k+1 {
@@ -123,8 +120,7 @@ func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[in
 			wg.Go(func() {
 				for i := k; i < len(batch); i += workers {
 					c := convs[start+i]
-					batch[i].Reset()
-					errs[i] = jsonv2.MarshalWrite(&batch[i], &Conversation{Conversation: c, HTTP: decoded[c.ID]}, opts)
+					batch[i], errs[i] = appendConversation(batch[i][:0], c, decoded[c.ID])
 				}
 			})
 		}
@@ -148,9 +144,23 @@ func writeConversations(w io.Writer, convs []*flows.Conversation, decoded map[in
 	return nil
 }
 
+// appendConversation appends a Conversation's JSON to b: the same bytes
+// as the encoder's, several times faster (flows' and http's AppendJSON).
+func appendConversation(b []byte, c *flows.Conversation, h *http.Conversation) ([]byte, error) {
+	w := &jsonappend.Writer{B: b}
+	c.AppendJSON(w)
+	if h != nil {
+		// The embedded record's fields, then "http".
+		w.B = append(w.B[:len(w.B)-1], `,"http":`...)
+		h.AppendJSON(w)
+		w.Raw(`}`)
+	}
+	return w.B, w.Err
+}
+
 // writeBatch writes a batch of encoded conversations, each after its
 // separator.
-func writeBatch(w io.Writer, batch []bytes.Buffer, first bool) error {
+func writeBatch(w io.Writer, batch [][]byte, first bool) error {
 	for i := range batch {
 		sep := ",\n    "
 		if first && i == 0 {
@@ -159,7 +169,7 @@ func writeBatch(w io.Writer, batch []bytes.Buffer, first bool) error {
 		if _, err := io.WriteString(w, sep); err != nil {
 			return err
 		}
-		if _, err := batch[i].WriteTo(w); err != nil {
+		if _, err := w.Write(batch[i]); err != nil {
 			return err
 		}
 	}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
+	"wiremortem/internal/jsonappend"
+	"wiremortem/internal/jsonappend/jsonappendtest"
 	"wiremortem/internal/scale"
 	"wiremortem/internal/testenv"
 )
@@ -95,4 +98,43 @@ func (w *failingWriter) Write(b []byte) (int, error) {
 	}
 	w.n += len(b)
 	return len(b), nil
+}
+
+// TestAppendConversationOnCaptures holds the conversation list's fast
+// encoding (flows' and http's AppendJSON) to the encoder's bytes on every
+// conversation of every lab scenario, corpus capture and generated
+// capture (documentCases); flows and decoders/http test every field with
+// random records.
+func TestAppendConversationOnCaptures(t *testing.T) {
+	n, withHTTP, withWS := 0, 0, 0
+	for _, files := range documentCases(t) {
+		var inputs []Input
+		for _, f := range files {
+			inputs = append(inputs, Input{Path: f})
+		}
+		res, err := Run(context.Background(), inputs, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range res.convs {
+			h := res.decoded[c.ID]
+			got, err := appendConversation(nil, c, h)
+			what := fmt.Sprintf("%s: conversation %d", files[0], c.ID)
+			if ok, _ := jsonappendtest.Same(t, what, &Conversation{Conversation: c, HTTP: h}, &jsonappend.Writer{B: got, Err: err}); !ok {
+				return
+			}
+			n++
+			if h != nil && h.Protocol == "http" {
+				withHTTP++
+				if h.WebSocket != nil {
+					withWS++
+				}
+			}
+		}
+		res.Close()
+	}
+	if n < 5000 || withHTTP < 1000 || withWS < 100 {
+		t.Errorf("compared %d conversations, %d with HTTP, %d with WebSocket: too few", n, withHTTP, withWS)
+	}
+	t.Logf("%d conversations, %d with HTTP, %d with WebSocket: same bytes", n, withHTTP, withWS)
 }

@@ -131,7 +131,9 @@ type FrameNote struct {
 	Hex string `json:"hex"`
 }
 
-// Conversation is what the decoder found over one conversation.
+// Conversation is what the decoder found over one conversation. Its JSON
+// is written by AppendJSON, which a new field must join
+// (TestAppendJSONEveryField fails until it does).
 type Conversation struct {
 	// Protocol is "http" once HTTP was recognised, "not-http" when the
 	// first bytes were something else, "" when no byte came.

@@ -177,7 +177,9 @@ type Violation struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// Summary is what the decoder found over the whole conversation.
+// Summary is what the decoder found over the whole conversation. Its JSON
+// is written by AppendJSON, which a new field must join
+// (TestAppendJSONEveryField fails until it does).
 type Summary struct {
 	// Frames and Bytes count frames and payload bytes per side, by opcode
 	// name.

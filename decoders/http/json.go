@@ -1,0 +1,195 @@
+package http
+
+import (
+	"slices"
+	"strings"
+
+	"wiremortem/internal/jsonappend"
+)
+
+// AppendJSON appends c's JSON form, byte for byte what the document's
+// encoder makes of the struct tags (jsonappend), without reflection.
+// TestAppendJSONEveryField holds the two to the same bytes.
+func (c *Conversation) AppendJSON(w *jsonappend.Writer) {
+	w.Raw(`{"protocol":`)
+	w.String(c.Protocol)
+	if c.Partial {
+		w.Raw(`,"partial":true`)
+	}
+	if c.PartialReason != "" {
+		w.Raw(`,"partial_reason":`)
+		w.String(c.PartialReason)
+	}
+	w.Raw(`,"exchanges":`)
+	jsonappend.List(w, c.Exchanges, (*Exchange).appendJSON)
+	if c.ExchangesOmitted != 0 {
+		w.Raw(`,"exchanges_omitted":`)
+		w.Int(int64(c.ExchangesOmitted))
+	}
+	if len(c.Upgrades) > 0 {
+		w.Raw(`,"upgrades":`)
+		jsonappend.List(w, c.Upgrades, (*UpgradeHandshake).appendJSON)
+	}
+	if c.WebSocket != nil {
+		w.Raw(`,"websocket":`)
+		c.WebSocket.AppendJSON(w)
+	}
+	w.Raw(`,"undecodable":[`)
+	w.String(c.Undecodable[0])
+	w.Raw(`,`)
+	w.String(c.Undecodable[1])
+	w.Raw(`]}`)
+}
+
+func (e *Exchange) appendJSON(w *jsonappend.Writer) {
+	w.Raw(`{"request":`)
+	e.Request.appendJSON(w)
+	if e.Response != nil {
+		w.Raw(`,"response":`)
+		e.Response.appendJSON(w)
+	}
+	if len(e.Interim) > 0 {
+		w.Raw(`,"interim":[`)
+		for i, s := range e.Interim {
+			if i > 0 {
+				w.Raw(`,`)
+			}
+			w.Int(int64(s))
+		}
+		w.Raw(`]`)
+	}
+	w.Raw(`}`)
+}
+
+// appendJSON writes m, or null for a nil m.
+func (m *Message) appendJSON(w *jsonappend.Writer) {
+	if m == nil {
+		w.Raw(`null`)
+		return
+	}
+	w.Raw(`{"start":`)
+	m.Start.AppendJSON(w)
+	w.Raw(`,"end":`)
+	m.End.AppendJSON(w)
+	if m.Method != "" {
+		w.Raw(`,"method":`)
+		w.String(m.Method)
+	}
+	if m.URI != "" {
+		w.Raw(`,"uri":`)
+		w.String(m.URI)
+	}
+	w.Raw(`,"version":`)
+	w.String(m.Version)
+	if m.Status != 0 {
+		w.Raw(`,"status":`)
+		w.Int(int64(m.Status))
+	}
+	if m.Reason != "" {
+		w.Raw(`,"reason":`)
+		w.String(m.Reason)
+	}
+	if len(m.Headers) > 0 {
+		w.Raw(`,"headers":`)
+		m.Headers.appendJSON(w)
+	}
+	w.Raw(`,"header_bytes":`)
+	w.Int(int64(m.HeaderBytes))
+	w.Raw(`,"body_bytes":`)
+	w.Int(m.BodyBytes)
+	w.Raw(`,"content_length":`)
+	w.Int(m.ContentLength)
+	if m.Chunked {
+		w.Raw(`,"chunked":true`)
+	}
+	w.Raw(`,"complete":`)
+	w.Bool(m.Complete)
+	if len(m.Flags) > 0 {
+		w.Raw(`,"flags":[`)
+		for i, f := range m.Flags {
+			if i > 0 {
+				w.Raw(`,`)
+			}
+			w.String(f)
+		}
+		w.Raw(`]`)
+	}
+	w.Raw(`}`)
+}
+
+// appendJSON writes the headers as the encoder writes the map MarshalJSON
+// makes of them: sorted by name, a repeated name keeping its last value.
+// Names needing an escape (never a canonical one) go through the encoder,
+// whose order for them is its own.
+func (h Headers) appendJSON(w *jsonappend.Writer) {
+	var buf [16]Header
+	sorted := append(buf[:0], h...)
+	for _, x := range sorted {
+		if !jsonappend.Safe(x.Name) {
+			w.Value(h)
+			return
+		}
+	}
+	// Stable: of a repeated name, the last stays last.
+	slices.SortStableFunc(sorted, func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
+	w.Raw(`{`)
+	first := true
+	for i, x := range sorted {
+		if i+1 < len(sorted) && sorted[i+1].Name == x.Name {
+			continue
+		}
+		if !first {
+			w.Raw(`,`)
+		}
+		first = false
+		w.Raw(`"`)
+		w.Raw(x.Name)
+		w.Raw(`":`)
+		w.String(x.Value)
+	}
+	w.Raw(`}`)
+}
+
+func (u *UpgradeHandshake) appendJSON(w *jsonappend.Writer) {
+	w.Raw(`{"request":`)
+	u.Request.appendJSON(w)
+	if u.Response != nil {
+		w.Raw(`,"response":`)
+		u.Response.appendJSON(w)
+	}
+	w.Raw(`,"protocol":`)
+	w.String(u.Protocol)
+	w.Raw(`,"verdict":`)
+	w.String(u.Verdict)
+	w.Raw(`,"waited_ns":`)
+	w.Int(int64(u.Waited))
+	if u.ExpectedAccept != "" {
+		w.Raw(`,"expected_accept":`)
+		w.String(u.ExpectedAccept)
+	}
+	if u.Accept != "" {
+		w.Raw(`,"accept":`)
+		w.String(u.Accept)
+	}
+	if len(u.FramesWithoutUpgrade) > 0 {
+		w.Raw(`,"frames_without_upgrade":`)
+		jsonappend.List(w, u.FramesWithoutUpgrade, (*FrameNote).appendJSON)
+	}
+	w.Raw(`}`)
+}
+
+func (f *FrameNote) appendJSON(w *jsonappend.Writer) {
+	w.Raw(`{`)
+	f.Stamp.AppendJSONFields(w)
+	w.Raw(`,"opcode":`)
+	w.String(f.Opcode)
+	w.Raw(`,"masked":`)
+	w.Bool(f.Masked)
+	if f.CloseCode != 0 {
+		w.Raw(`,"close_code":`)
+		w.Int(int64(f.CloseCode))
+	}
+	w.Raw(`,"hex":`)
+	w.String(f.Hex)
+	w.Raw(`}`)
+}
