@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -137,4 +138,35 @@ func TestAppendConversationOnCaptures(t *testing.T) {
 		t.Errorf("compared %d conversations, %d with HTTP, %d with WebSocket: too few", n, withHTTP, withWS)
 	}
 	t.Logf("%d conversations, %d with HTTP, %d with WebSocket: same bytes", n, withHTTP, withWS)
+}
+
+// FuzzConversationJSON holds the conversation list's fast encoding to the
+// encoder's bytes on whatever the decoders make of a mutated capture:
+// headers, URIs, reasons and close reasons with any bytes in them.
+func FuzzConversationJSON(f *testing.F) {
+	for _, name := range []string{"ws-bad-accept", "ws-rejected", "nginx-proxy", "ws-abnormal-close"} {
+		b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "captures", name, "capture.pcap"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, capture []byte) {
+		path := filepath.Join(t.TempDir(), "capture.pcap")
+		if err := os.WriteFile(path, capture, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), []Input{{Path: path, Kind: KindCapture}}, Options{})
+		if err != nil {
+			return
+		}
+		defer res.Close()
+		for _, c := range res.convs {
+			h := res.decoded[c.ID]
+			got, err := appendConversation(nil, c, h)
+			if ok, _ := jsonappendtest.Same(t, fmt.Sprintf("conversation %d", c.ID), &Conversation{Conversation: c, HTTP: h}, &jsonappend.Writer{B: got, Err: err}); !ok {
+				return
+			}
+		}
+	})
 }
