@@ -207,6 +207,31 @@ func TestLabSkew(t *testing.T) {
 		t.Errorf("applied offset %v, want %v within 5 ms", applied, want)
 	}
 	checkStraceJoins(t, res, facts, skew)
+
+	// --tz naming a wrong zone: the note names the zone the trace was
+	// written in and the one --tz said, not "pass --tz".
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, berlinOff := facts.Clock.Start.In(berlin).Zone()
+	written := fmt.Sprintf("UTC%+03d:%02d", off/3600, off%3600/60)
+	withTZ := analyseScenario(t, dir, facts, Options{Clock: ClockOptions{Zone: berlin}})
+	for _, in := range withTZ.Document.Inputs {
+		if in.Kind != KindStrace || in.Clock == nil {
+			continue
+		}
+		note := in.Clock.EstimateNote
+		if !strings.Contains(note, "in a "+written+" zone, not in Europe/Berlin") || strings.Contains(note, "pass --tz") || !strings.Contains(note, "3.2s ahead") {
+			t.Errorf("with --tz Europe/Berlin, the note %q does not say the trace was written in %s", note, written)
+		}
+		if d := in.Clock.Applied - (want + time.Duration(berlinOff)*time.Second); d < -5*time.Millisecond || d > 5*time.Millisecond {
+			t.Errorf("with --tz Europe/Berlin, applied offset %v, want %v within 5 ms", in.Clock.Applied, want+time.Duration(berlinOff)*time.Second)
+		}
+		if text := ClockText(in.Clock); !strings.Contains(text, "zone Europe/Berlin, given") || !strings.Contains(text, "times shifted by") {
+			t.Errorf("the clock's text for the report: %q", text)
+		}
+	}
 	var rules []string
 	for _, inc := range res.Document.Incidents {
 		rules = append(rules, inc.Rule)

@@ -54,8 +54,11 @@ func (c ClockOptions) zoneFor(path string, kind Kind) (*time.Location, string) {
 	if c.Zone != nil {
 		return c.Zone, "given"
 	}
-	return time.UTC, "assumed (no --tz given)"
+	return time.UTC, zoneAssumed
 }
+
+// zoneAssumed is the zone source of a log no --tz spoke of.
+const zoneAssumed = "assumed (no --tz given)"
 
 func (c ClockOptions) offsetFor(path string, kind Kind) (time.Duration, bool) {
 	for _, key := range []string{path, filepath.Base(path), string(kind)} {

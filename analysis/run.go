@@ -228,7 +228,8 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			c.Applied, c.Estimated = clock.Applied, clock.Estimate
 			c.EstimateNote = clock.NotEnough
 			if clock.Estimate != nil {
-				c.EstimateNote = correlate.DescribeOffset(clock.Applied)
+				zone, source := opts.Clock.zoneFor(path, doc.Inputs[i].Kind)
+				c.EstimateNote = correlate.DescribeOffset(clock.Applied, zone, captureStart, source != zoneAssumed)
 			}
 		}
 	}

@@ -215,3 +215,30 @@ func WriteExplanation(w io.Writer, doc *Document) error {
 	}
 	return bw.Flush()
 }
+
+// ClockText says in a sentence how a log's times were put on the
+// capture's clock: the zone and day its times were read in and where they
+// came from, the skew given or estimated (from how many pairings with
+// packets, or why none), and the shift applied.
+func ClockText(c *ClockAssumption) string {
+	parts := []string{fmt.Sprintf("zone %s, %s", c.Zone, c.ZoneSource)}
+	if c.Date != "" {
+		parts = append(parts, fmt.Sprintf("day %s, %s", c.Date, c.DateSource))
+	}
+	if c.GivenOffset != 0 {
+		parts = append(parts, fmt.Sprintf("offset %v given", c.GivenOffset))
+	}
+	switch {
+	case c.Estimated != nil:
+		parts = append(parts, fmt.Sprintf("estimated from %d pairing%s with packets, good to about %v: %s", c.Estimated.Matches, plural(c.Estimated.Matches), c.Estimated.Spread, c.EstimateNote))
+	case c.EstimateNote != "":
+		parts = append(parts, c.EstimateNote)
+	}
+	switch {
+	case c.Applied != 0:
+		parts = append(parts, fmt.Sprintf("times shifted by %v", c.Applied))
+	case !strings.Contains(c.EstimateNote, "taken as written"):
+		parts = append(parts, "times taken as written")
+	}
+	return Safe(strings.Join(parts, "; "))
+}

@@ -148,21 +148,26 @@ func absDur(d time.Duration) time.Duration {
 }
 
 // DescribeOffset reads an estimated offset (what was added to a log's
-// times to put them on the capture's clock) as a zone and a clock error:
-// -8h0m3.2s is a log written in UTC+08:00 by a clock 3.2 s fast. Zones
-// are whole quarter hours; the rest is the clocks' disagreement.
-func DescribeOffset(applied time.Duration) string {
+// times, read as local time in zone read, to put them on the capture's
+// clock) as a zone and a clock error: -8h0m3.2s on a log read as UTC is
+// a log written in UTC+08:00 by a clock 3.2 s fast. Zones are whole
+// quarter hours; the rest is the clocks' disagreement. at is when the
+// zone's offset is taken (a zone's offset changes with summer time);
+// given says the zone came from --tz, so a whole-hour offset means --tz
+// named the wrong zone, not that it is missing.
+func DescribeOffset(applied time.Duration, read *time.Location, at time.Time, given bool) string {
 	const quarter = 15 * time.Minute
-	zone := (-applied).Round(quarter)
-	ahead := -applied - zone
+	residual := (-applied).Round(quarter)
+	ahead := -applied - residual
 	var parts []string
-	if zone != 0 {
-		sign := "+"
-		if zone < 0 {
-			sign = "-"
-			zone = -zone
+	if residual != 0 {
+		_, readOffset := at.In(read).Zone()
+		written := time.Duration(readOffset)*time.Second + residual
+		if given {
+			parts = append(parts, fmt.Sprintf("its times read as local time in a UTC%s zone, not in %s (UTC%s then) as --tz says", zoneOffset(written), read, zoneOffset(time.Duration(readOffset)*time.Second)))
+		} else {
+			parts = append(parts, fmt.Sprintf("its times read as local time in a UTC%s zone (pass --tz to say which)", zoneOffset(written)))
 		}
-		parts = append(parts, fmt.Sprintf("its times read as local time in a UTC%s%02d:%02d zone (pass --tz to say which)", sign, int(zone.Hours()), int(zone.Minutes())%60))
 	}
 	switch {
 	case ahead > time.Millisecond:
@@ -173,6 +178,15 @@ func DescribeOffset(applied time.Duration) string {
 		parts = append(parts, "its clock agreed with the capture's to the millisecond")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// zoneOffset writes an offset from UTC as +08:00 or -05:30.
+func zoneOffset(d time.Duration) string {
+	sign := "+"
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	return fmt.Sprintf("%s%02d:%02d", sign, int(d.Hours()), int(d.Minutes())%60)
 }
 
 // ClockKnown reports whether a joined source's times are on the capture's

@@ -82,16 +82,30 @@ func TestEstimateSkewRecoversOffset(t *testing.T) {
 }
 
 func TestDescribeOffset(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	winter, summer := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		applied time.Duration
+		read    *time.Location
+		at      time.Time
+		given   bool
 		want    string
 	}{
-		{-(8*time.Hour + 3200*time.Millisecond), "its times read as local time in a UTC+08:00 zone (pass --tz to say which); its clock ran 3.2s ahead of the capture's"},
-		{5*time.Hour + 30*time.Minute - 266*time.Microsecond, "its times read as local time in a UTC-05:30 zone (pass --tz to say which); its clock agreed with the capture's to the millisecond"},
-		{1500 * time.Millisecond, "its clock ran 1.5s behind the capture's"},
+		{-(8*time.Hour + 3200*time.Millisecond), time.UTC, winter, false, "its times read as local time in a UTC+08:00 zone (pass --tz to say which); its clock ran 3.2s ahead of the capture's"},
+		{5*time.Hour + 30*time.Minute - 266*time.Microsecond, time.UTC, winter, false, "its times read as local time in a UTC-05:30 zone (pass --tz to say which); its clock agreed with the capture's to the millisecond"},
+		{1500 * time.Millisecond, time.UTC, winter, false, "its clock ran 1.5s behind the capture's"},
+		// --tz said Europe/Berlin; the log was written in UTC+08:00.
+		{-7 * time.Hour, berlin, winter, true, "its times read as local time in a UTC+08:00 zone, not in Europe/Berlin (UTC+01:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
+		{-6 * time.Hour, berlin, summer, true, "its times read as local time in a UTC+08:00 zone, not in Europe/Berlin (UTC+02:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
+		// --tz said UTC; the log was written in UTC-05:00.
+		{5 * time.Hour, time.UTC, winter, true, "its times read as local time in a UTC-05:00 zone, not in UTC (UTC+00:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
+		{-2 * time.Second, berlin, winter, true, "its clock ran 2s ahead of the capture's"},
 	} {
-		if got := DescribeOffset(tt.applied); got != tt.want {
-			t.Errorf("DescribeOffset(%v) = %q, want %q", tt.applied, got, tt.want)
+		if got := DescribeOffset(tt.applied, tt.read, tt.at, tt.given); got != tt.want {
+			t.Errorf("DescribeOffset(%v, %v, %v, %v) = %q, want %q", tt.applied, tt.read, tt.at, tt.given, got, tt.want)
 		}
 	}
 }

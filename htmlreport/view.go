@@ -371,6 +371,9 @@ func inputRows(inputs []analysis.InputFile) []inputRow {
 			// placed on it.
 			r.Clock = "capture timestamps, UTC (the reference clock)"
 		}
+		if c := in.Clock; c != nil {
+			r.Clock = analysis.ClockText(c)
+		}
 		out = append(out, r)
 	}
 	return out

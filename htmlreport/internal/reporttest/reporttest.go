@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wiremortem/analysis"
+	"wiremortem/correlate"
 	"wiremortem/decoders/http"
 	"wiremortem/evidence"
 	"wiremortem/flows"
@@ -424,6 +425,11 @@ func Fixed() *analysis.Document {
 			{Source: captureFile, Record: 1841, Offset: 2391790, Message: "capture.pcap: record 1841 at byte 2391790: truncated record; read up to there"},
 		},
 	}
+	doc.Inputs[1].Clock = &analysis.ClockAssumption{Zone: "UTC", ZoneSource: "assumed (no --tz given)", EstimateNote: "no record could be paired with a packet"}
+	doc.Inputs[2].Clock = &analysis.ClockAssumption{Zone: "UTC", ZoneSource: "assumed (no --tz given)", Date: T0.Format("2006-01-02"), DateSource: "the capture's first day",
+		Estimated:    &correlate.SkewEstimate{Offset: -(8*time.Hour + ms(3200)), Matches: 5, Spread: 75 * time.Microsecond},
+		EstimateNote: "its times read as local time in a UTC+08:00 zone (pass --tz to say which); its clock ran 3.2s ahead of the capture's",
+		Applied:      -(8*time.Hour + ms(3200))}
 	doc.Inputs[0].Capture = &capture.Info{Path: captureFile, Format: capture.PCAP, Compression: capture.Uncompressed, LinkType: "Ethernet", Snaplen: 262144}
 	finish(doc, convs, decoded(ws, zw), events, T0.Add(ms(75000)))
 	return doc
