@@ -129,6 +129,9 @@ func Write(w io.Writer, doc *analysis.Document, opts Options) error {
 	if err := a.page.Execute(&buf, p); err != nil {
 		return err
 	}
-	_, err := w.Write(buf.Bytes())
+	// The template's sub-templates leave their line breaks after
+	// </html>: the page ends with one.
+	page := append(bytes.TrimRight(buf.Bytes(), "\n"), '\n')
+	_, err := w.Write(page)
 	return err
 }
