@@ -60,7 +60,7 @@ func Evaluate(in *Input, cfg *Config) Result {
 	byID := map[string]*ruleRun{}
 	for i, r := range order {
 		run := &ruleRun{done: make(chan struct{})}
-		run.ctx = &Context{In: &input, Params: cfg.Params(r.ID)}
+		run.ctx = &Context{In: &input, Params: cfg.Params(r.ID), limits: cfg.Limits}
 		for _, d := range r.DefersTo {
 			if dep := byID[d]; dep != nil {
 				run.ctx.deps = append(run.ctx.deps, dep)

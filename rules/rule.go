@@ -45,6 +45,8 @@ type Rule struct {
 type Context struct {
 	In     *Input
 	Params Params
+	// limits are the evaluation's caps (keptAtMost); zero outside one.
+	limits Limits
 	// deps are the runs of the rules this one defers to that run before
 	// it, in run order; they have finished when it starts.
 	deps []*ruleRun

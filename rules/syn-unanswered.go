@@ -38,8 +38,11 @@ func detectSYNUnanswered(ctx *Context) []Incident {
 	p := ctx.Params
 	grace := p.Duration("capture_end_grace")
 	attempts := byServer(ctx.In.Conversations, sentSYN)
-	listeners := answeringListeners(ctx.In.Conversations)
-	var out []Incident
+	type episode struct {
+		server     netip.AddrPort
+		unanswered []*flows.Conversation
+	}
+	var episodes []episode
 	for _, server := range sortedEndpoints(attempts) {
 		var unanswered []*flows.Conversation
 		g := listenerGrace(attempts[server], grace)
@@ -48,10 +51,22 @@ func detectSYNUnanswered(ctx *Context) []Incident {
 				unanswered = append(unanswered, c)
 			}
 		}
-		for _, episode := range groupInTime(unanswered, p.Duration("group_gap"), firstSYNTime) {
-			s := newSYNStorm(server, episode, attempts[server], ctx.In.endFor(episode[0]))
-			out = append(out, s.incident(ctx.In, p, listeners).done())
+		for _, e := range groupInTime(unanswered, p.Duration("group_gap"), firstSYNTime) {
+			episodes = append(episodes, episode{server, e})
 		}
+	}
+	if len(episodes) == 0 {
+		return nil
+	}
+	servers := map[netip.AddrPort]bool{}
+	for _, e := range episodes {
+		servers[e.server] = true
+	}
+	listeners := answeringListeners(ctx.In.Conversations, servers)
+	var out []Incident
+	for _, e := range episodes {
+		s := newSYNStorm(e.server, e.unanswered, attempts[e.server], ctx.In.endFor(e.unanswered[0]))
+		out = append(out, s.incident(ctx, listeners).done())
 	}
 	return out
 }
@@ -78,24 +93,30 @@ func listenerGrace(attempts []*flows.Conversation, grace time.Duration) time.Dur
 	return min(grace, max(20*slowest, 100*time.Millisecond))
 }
 
-// listenerFacts says what the rest of the capture shows about a server
-// address: did it ever answer a SYN on this port, and did its host send
-// anything at all.
+// listenerFacts says what the rest of the capture shows about the
+// server addresses of unanswered attempts: did one ever answer a SYN on
+// its port, and did its host send anything at all.
 type listenerFacts struct {
 	answeredPorts map[netip.AddrPort]bool
 	hostsSpoke    map[netip.Addr]bool
 }
 
-func answeringListeners(convs []*flows.Conversation) listenerFacts {
+// answeringListeners gathers the facts about servers alone: a SYN storm's
+// million clients would make maps nothing reads.
+func answeringListeners(convs []*flows.Conversation, servers map[netip.AddrPort]bool) listenerFacts {
+	hosts := map[netip.Addr]bool{}
+	for s := range servers {
+		hosts[s.Addr()] = true
+	}
 	f := listenerFacts{answeredPorts: map[netip.AddrPort]bool{}, hostsSpoke: map[netip.Addr]bool{}}
 	for _, c := range convs {
-		if c.Handshake.SYNACKCount > 0 {
+		if c.Handshake.SYNACKCount > 0 && servers[c.Server] {
 			f.answeredPorts[c.Server] = true
 		}
-		if c.FromServer.Packets > 0 {
+		if c.FromServer.Packets > 0 && hosts[c.Server.Addr()] {
 			f.hostsSpoke[c.Server.Addr()] = true
 		}
-		if c.FromClient.Packets > 0 {
+		if c.FromClient.Packets > 0 && hosts[c.Client.Addr()] {
 			f.hostsSpoke[c.Client.Addr()] = true
 		}
 	}
@@ -161,7 +182,8 @@ func (s *synStorm) answered() int { return len(s.late) + len(s.repeatedSYNACK) +
 
 func (s *synStorm) attempts() int { return len(s.unanswered) + s.answered() }
 
-func (s *synStorm) incident(in *Input, p Params, facts listenerFacts) *draft {
+func (s *synStorm) incident(ctx *Context, facts listenerFacts) *draft {
+	in, p := ctx.In, ctx.Params
 	n := len(s.unanswered)
 	sev, confidence := Low, "low"
 	switch {
@@ -191,11 +213,14 @@ func (s *synStorm) incident(in *Input, p Params, facts listenerFacts) *draft {
 	for i, syn := range first.Handshake.SYNs[1:] {
 		d.cite(syn, "SYN retransmission %d from %s, +%s", i+1, first.Client, seconds(syn.Time.Sub(firstSYN(first).Time)))
 	}
-	for _, c := range s.unanswered[1:] {
+	rest := s.unanswered[1:]
+	cited := keptAtMost(rest, ctx.limits.MaxEvidence, firstSYNTime)
+	for _, c := range rest[:cited] {
 		// The address by pointer: boxing the value was an allocation per
 		// attempt, and the text is written only if the cap keeps it.
 		d.cite(firstSYN(c), "SYN from %s: never answered", &c.Client)
 	}
+	d.EvidenceOmitted += len(rest) - cited
 	upProof := -1
 	if answered := append(append(append([]*flows.Conversation(nil), s.prompt...), s.late...), s.repeatedSYNACK...); len(answered) > 0 {
 		c := earliestSYNACK(answered)

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -260,5 +261,74 @@ func TestSYNUnansweredAcceptQueue(t *testing.T) {
 				t.Errorf("the first cause holds %q:\n%s", tt.lacks, first)
 			}
 		})
+	}
+}
+
+// TestSYNUnansweredCitesWhatTheCapKeeps: citing only the attempts the
+// evidence cap can keep (keptAtMost) gives the incident citing every
+// attempt gives, whatever the cap, ties in time at the cap included.
+func TestSYNUnansweredCitesWhatTheCapKeeps(t *testing.T) {
+	var convs []*flows.Conversation
+	for i := range 300 {
+		// In pairs sharing a first SYN time: a tie at every cap.
+		convs = append(convs, conv(i+1, fmt.Sprintf("10.0.%d.%d:40000", i/200+1, i%200+1), "10.0.0.9:9869").syn(time.Duration(i/2)*ms).done())
+	}
+	convs = append(convs, conv(301, "10.0.3.1:40000", "10.0.0.9:9869").handshake(20*ms).done())
+	cfg, err := NewConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := *input(5*s, convs...)
+	in.CaptureEnd = in.captureEnd()
+	in.fieldsCache = &fieldsCache{}
+	for _, max := range []int{1, 2, 3, 39, 40, 41, 299, 300, 400} {
+		lim := DefaultLimits
+		lim.MaxEvidence = max
+		var got [2][]Incident
+		for k, cap := range []Limits{{}, lim} {
+			got[k] = detectSYNUnanswered(&Context{In: &in, Params: cfg.Params("syn-unanswered"), limits: cap})
+			if len(got[k]) != 1 {
+				t.Fatalf("cap %d: %d incidents, want 1", max, len(got[k]))
+			}
+		}
+		if max < 290 && len(got[1][0].Evidence) >= len(got[0][0].Evidence) {
+			t.Errorf("cap %d: %d items cited, as many as without the cap", max, len(got[1][0].Evidence))
+		}
+		for k := range got {
+			finish(&got[k][0], lim)
+		}
+		if !reflect.DeepEqual(got[0], got[1]) {
+			t.Errorf("cap %d: citing what the cap keeps gives another incident:\n all %+v\ncapped %+v", max, got[0][0].Evidence, got[1][0].Evidence)
+		}
+		if n := len(got[1][0].Evidence) + int(got[1][0].EvidenceOmitted); n < 300 {
+			t.Errorf("cap %d: %d items kept or counted, want at least the 300 attempts", max, n)
+		}
+	}
+}
+
+func TestKeptAtMost(t *testing.T) {
+	times := func(ds ...int) []time.Time {
+		var out []time.Time
+		for _, d := range ds {
+			out = append(out, at(time.Duration(d)*ms))
+		}
+		return out
+	}
+	id := func(t time.Time) time.Time { return t }
+	for _, tt := range []struct {
+		items []time.Time
+		max   int
+		want  int
+	}{
+		{times(1, 2, 3, 4), 2, 2},
+		{times(1, 2, 2, 2, 3), 2, 4}, // the ties with the last kept may sort before it
+		{times(1, 2, 3), 5, 3},
+		{times(1, 2, 3), 0, 3},    // no cap known
+		{times(3, 1, 2, 4), 2, 4}, // out of order: all
+		{times(1, 1, 1, 1), 1, 4},
+	} {
+		if got := keptAtMost(tt.items, tt.max, id); got != tt.want {
+			t.Errorf("keptAtMost(%v, %d) = %d, want %d", tt.items, tt.max, got, tt.want)
+		}
 	}
 }
