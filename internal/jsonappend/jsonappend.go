@@ -64,8 +64,8 @@ func Int(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 // Bool appends true or false.
 func Bool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
 
-// Writer appends to B; the first error sticks and later calls do nothing
-// that could fail.
+// Writer appends to B. Err keeps the first error (a time the encoder
+// cannot write); the bytes are not to be used then.
 type Writer struct {
 	B   []byte
 	Err error
