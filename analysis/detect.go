@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"wiremortem/decoders/nginx"
 	"wiremortem/flows/capture"
 )
 
@@ -34,5 +35,8 @@ func Detect(path string) (Kind, error) {
 	if kind, _ := sniffLog(sampleLines(head, 40)); kind != "" {
 		return kind, nil
 	}
-	return "", fmt.Errorf("unknown kind of file (first bytes %q); tried: pcap, pcapng, gzip, zstd, nginx access log, nginx error log, strace output, ss/netstat/nstat output", head[:min(16, len(head))])
+	if nginx.SniffConfig(string(head)) {
+		return KindNginxConf, nil
+	}
+	return "", fmt.Errorf("unknown kind of file (first bytes %q); tried: pcap, pcapng, gzip, zstd, nginx access log, nginx error log, strace output, ss/netstat/nstat output, nginx.conf", head[:min(16, len(head))])
 }

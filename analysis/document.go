@@ -117,6 +117,9 @@ const (
 	KindNginxError  Kind = "nginx-error"
 	KindStrace      Kind = "strace"
 	KindSockstat    Kind = "ss"
+	// KindNginxConf is an nginx configuration: its log_format directives
+	// tell how the access logs beside it read.
+	KindNginxConf Kind = "nginx-conf"
 )
 
 // Conversation is a TCP conversation with what the decoders and the log

@@ -1,11 +1,13 @@
 package analysis
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -282,5 +284,75 @@ func TestLabTimelineLogs(t *testing.T) {
 		if found != tt.want {
 			t.Errorf("%s: %s events from %s on the timeline: %v, want %v", tt.scenario, tt.kind, tt.lane, found, tt.want)
 		}
+	}
+}
+
+// TestNginxConfGivesTheLogFormat: in every lab scenario with an nginx
+// (its access log in the lab's own log_format), the nginx.conf nginx ran
+// with, given among the inputs instead of --nginx-log-format, reads every
+// access-log line, and the incidents, the timeline and the log clocks are
+// those of a run given the format.
+func TestNginxConfGivesTheLogFormat(t *testing.T) {
+	n := 0
+	for _, dir := range labDirs(t) {
+		conf := filepath.Join(dir, "nginx.conf")
+		if _, err := os.Stat(conf); err != nil {
+			continue
+		}
+		n++
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			facts, err := lab.Load(filepath.Join(dir, "facts.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kind, err := Detect(conf); kind != KindNginxConf {
+				t.Fatalf("nginx.conf detected as %q (%v)", kind, err)
+			}
+			given := analyseScenario(t, dir, facts, Options{})
+			var inputs []Input
+			for _, f := range facts.Files {
+				if f.Kind == lab.KindPcap || f.Kind == lab.KindPcapng || logKinds[f.Kind] {
+					inputs = append(inputs, Input{Path: filepath.Join(dir, f.Name)})
+				}
+			}
+			res, err := Run(context.Background(), append(inputs, Input{Path: conf}), Options{ReportConversations: 10000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			access := 0
+			var clocks []*ClockAssumption
+			for _, in := range res.Document.Inputs {
+				switch in.Kind {
+				case KindNginxAccess:
+					access++
+					if in.Unparsed != 0 || in.Records == 0 || in.Format != "lab (nginx.conf)" {
+						t.Errorf("%s: %d of %d lines not understood, read as %q", in.Path, in.Unparsed, in.Records, in.Format)
+					}
+				case KindNginxConf:
+					if in.Records != 1 || in.SHA256 == "" {
+						t.Errorf("%s: %d log_format directives, sha256 %q", in.Path, in.Records, in.SHA256)
+					}
+				}
+				if in.Kind != KindNginxConf && in.Clock != nil {
+					clocks = append(clocks, in.Clock)
+				}
+			}
+			if access == 0 {
+				t.Fatal("no access log among the inputs")
+			}
+			var givenClocks []*ClockAssumption
+			for _, in := range given.Document.Inputs {
+				if in.Clock != nil {
+					givenClocks = append(givenClocks, in.Clock)
+				}
+			}
+			if !reflect.DeepEqual(res.Document.Incidents, given.Document.Incidents) || !reflect.DeepEqual(res.Document.Timeline, given.Document.Timeline) || !reflect.DeepEqual(clocks, givenClocks) {
+				t.Errorf("with nginx.conf: %d incidents, %d timeline events; with --nginx-log-format: %d, %d (or the clocks differ)", len(res.Document.Incidents), len(res.Document.Timeline), len(given.Document.Incidents), len(given.Document.Timeline))
+			}
+		})
+	}
+	if n < 5 {
+		t.Errorf("only %d lab scenarios with an nginx.conf", n)
 	}
 }

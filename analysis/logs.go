@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,8 +115,9 @@ func sampleLines(head []byte, n int) [][]byte {
 }
 
 // readLog reads one log file of a known kind into logs, filling the input's
-// description.
-func readLog(path string, kind Kind, opts Options, captureStart time.Time, logs *Logs, f *InputFile) error {
+// description; an access log reads with the given log_format, or the one of
+// confFormats and the built-in formats that fits it best.
+func readLog(path string, kind Kind, opts Options, confFormats []namedFormat, captureStart time.Time, logs *Logs, f *InputFile) error {
 	file, err := os.Open(path)
 	if err != nil {
 		return err
@@ -188,7 +191,7 @@ func readLog(path string, kind Kind, opts Options, captureStart time.Time, logs 
 		}
 		logs.Straces = append(logs.Straces, correlate.StraceFile{Path: path, Result: res, Offset: offset, OffsetGiven: offsetGiven})
 	case KindNginxAccess:
-		format, err := accessFormat(path, opts.NginxLogFormat)
+		format, err := accessFormat(path, opts.NginxLogFormat, confFormats)
 		if err != nil {
 			return err
 		}
@@ -286,8 +289,10 @@ type namedFormat struct {
 }
 
 // accessFormat returns the log_format to read an access log with: the one
-// given, or the built-in format that parses most of the file's first lines.
-func accessFormat(path, given string) (namedFormat, error) {
+// given, or the one that parses most of the file's first lines, of the
+// formats an nginx.conf among the inputs defines (first: they win a tie)
+// and the built-in ones.
+func accessFormat(path, given string, confFormats []namedFormat) (namedFormat, error) {
 	if given != "" {
 		f, err := nginx.ParseFormat(given)
 		if err != nil {
@@ -299,24 +304,73 @@ func accessFormat(path, given string) (namedFormat, error) {
 	if err != nil {
 		return namedFormat{}, err
 	}
+	candidates := slices.Clone(confFormats)
+	for _, name := range nginx.NamedFormats() {
+		if f, err := nginx.ParseFormat(name); err == nil {
+			candidates = append(candidates, namedFormat{name, f})
+		}
+	}
 	sample := sampleLines(head, 50)
 	best, bestParsed := namedFormat{}, -1
-	for _, name := range nginx.NamedFormats() {
-		f, err := nginx.ParseFormat(name)
-		if err != nil {
-			continue
-		}
+	for _, c := range candidates {
 		parsed := 0
 		for _, l := range sample {
-			if _, err := f.Parse(string(l)); err == nil {
+			if _, err := c.format.Parse(string(l)); err == nil {
 				parsed++
 			}
 		}
 		if parsed > bestParsed {
-			best, bestParsed = namedFormat{name, f}, parsed
+			best, bestParsed = c, parsed
 		}
 	}
 	return best, nil
+}
+
+// maxNginxConfBytes caps the nginx.conf read for its log_format
+// directives; nginx's own are a few KiB.
+const maxNginxConfBytes = 1 << 20
+
+// readNginxConf reads the log_format directives of an nginx
+// configuration (include directives are not followed), named after the
+// file ("lab (nginx.conf)"), in name order.
+func readNginxConf(path string, f *InputFile) ([]namedFormat, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	f.Size = st.Size()
+	if st.Size() > maxNginxConfBytes {
+		return nil, fmt.Errorf("%s: %d bytes, more than an nginx.conf's %d: not read", path, st.Size(), maxNginxConfBytes)
+	}
+	b, err := io.ReadAll(file)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	f.SHA256 = hex.EncodeToString(sum[:])
+	formats, err := nginx.ParseConfigFormats(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var out []namedFormat
+	for _, name := range slices.Sorted(maps.Keys(formats)) {
+		if name == nginx.DefaultFormatName {
+			continue // built in, and added by ParseConfigFormats to every file
+		}
+		out = append(out, namedFormat{fmt.Sprintf("%s (%s)", name, filepath.Base(path)), formats[name]})
+	}
+	f.Records = int64(len(out))
+	var names []string
+	for _, n := range out {
+		names = append(names, n.name)
+	}
+	f.Format = strings.Join(names, ", ")
+	return out, nil
 }
 
 func readHead(path string) ([]byte, error) {

@@ -207,9 +207,28 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 	}
 	logs := &Logs{}
 	logIndex := map[string]int{}
+	// Configurations first: their log_format directives tell how the
+	// access logs read.
+	var confFormats []namedFormat
 	for _, in := range logInputs {
+		if in.Kind != KindNginxConf {
+			continue
+		}
 		f := InputFile{Path: in.Path, Kind: in.Kind}
-		if err := readLog(in.Path, in.Kind, opts, captureStart, logs, &f); err != nil {
+		formats, err := readNginxConf(in.Path, &f)
+		if err != nil {
+			res.fail(f, err)
+			continue
+		}
+		confFormats = append(confFormats, formats...)
+		doc.Inputs = append(doc.Inputs, f)
+	}
+	for _, in := range logInputs {
+		if in.Kind == KindNginxConf {
+			continue
+		}
+		f := InputFile{Path: in.Path, Kind: in.Kind}
+		if err := readLog(in.Path, in.Kind, opts, confFormats, captureStart, logs, &f); err != nil {
 			res.fail(f, err)
 			continue
 		}

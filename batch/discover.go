@@ -55,7 +55,7 @@ type manifest struct {
 //     share a name once rotation numbers are removed (tcpdump -C writes
 //     "dump.pcap", "dump.pcap1", "dump.pcap2"; -W and -G write numbered or
 //     dated names such as "dump-0001.pcap" or "dump-20261122-1000.pcap");
-//   - logs (nginx, strace, ss) pair with the directory's only capture
+//   - logs (nginx, strace, ss; an nginx.conf) pair with the directory's only capture
 //     group, or, when there are several, with the group whose name their
 //     own name starts with ("web1.pcap" and "web1-error.log").
 func Discover(roots []string) (groups []Group, unpaired []string, err error) {

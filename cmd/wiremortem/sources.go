@@ -21,7 +21,7 @@ func addSourceFlags(fs *pflag.FlagSet) *sourceFlags {
 	fs.StringArrayVar(&s.errorLog, "nginx-error", nil, "read `FILE` as an nginx error log")
 	fs.StringArrayVar(&s.strace, "strace", nil, "read `FILE` as strace output")
 	fs.StringArrayVar(&s.ss, "ss", nil, "read `FILE` as ss, netstat or nstat output")
-	fs.StringVar(&s.logFormat, "nginx-log-format", "", "the access log's log_format: a name (combined, main) or the directive's `text`; the best-fitting built-in format by default")
+	fs.StringVar(&s.logFormat, "nginx-log-format", "", "the access log's log_format: a name (combined, main) or the directive's `text`; by default the best-fitting of the built-in formats and those of an nginx.conf among the inputs")
 	fs.StringArrayVar(&s.tz, "tz", nil, "`ZONE` of log times written without one (IANA name or +08:00), or SOURCE=ZONE for one file or kind (nginx-error, strace, ss); UTC by default")
 	fs.StringArrayVar(&s.offsets, "offset", nil, "`SOURCE=DURATION` known skew to add to a log's times (e.g. error.log=-3.2s); estimated automatically otherwise")
 	fs.StringVar(&s.date, "date", "", "`YYYY-MM-DD` day of strace -t/-tt times (the capture's first day by default)")

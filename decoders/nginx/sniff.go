@@ -91,3 +91,41 @@ func hasStatusAfterQuote(line string) bool {
 		i = k
 	}
 }
+
+// configDirectives are statements that open an nginx configuration file
+// or sit in its http block; a file whose statements include two of them
+// (or a log_format) is taken for one.
+var configDirectives = map[string]bool{
+	"daemon": true, "events": true, "http": true, "server": true, "upstream": true, "location": true,
+	"worker_processes": true, "worker_connections": true, "pid": true, "error_log": true, "access_log": true,
+	"include": true, "user": true, "listen": true, "proxy_pass": true, "server_name": true,
+}
+
+// SniffConfig reports whether text (a file's first bytes) is an nginx
+// configuration: it splits into statements the way nginx reads them, and
+// they include a log_format or two well-known directives. Its log_format
+// directives (ParseConfigFormats) tell how an access log beside it reads.
+func SniffConfig(text string) bool {
+	toks, err := configTokens(text, 0)
+	if err != nil {
+		return false
+	}
+	known := 0
+	atStatementStart := true
+	for _, t := range toks {
+		if t.punct {
+			atStatementStart = true
+			continue
+		}
+		if atStatementStart && !t.quoted {
+			if t.text == "log_format" {
+				return true
+			}
+			if configDirectives[t.text] {
+				known++
+			}
+		}
+		atStatementStart = false
+	}
+	return known >= 2
+}

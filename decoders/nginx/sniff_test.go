@@ -53,3 +53,44 @@ func TestSniff(t *testing.T) {
 		t.Error("an empty sample must score 0")
 	}
 }
+
+// TestSniffConfig: the lab's nginx.conf files (written for a real nginx,
+// which ran with them) are configurations; logs, strace output and prose
+// are not.
+func TestSniffConfig(t *testing.T) {
+	confs, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "captures", "*", "nginx.conf"))
+	if len(confs) < 5 {
+		t.Fatalf("only %d lab nginx.conf files", len(confs))
+	}
+	for _, p := range confs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !SniffConfig(string(b)) {
+			t.Errorf("%s: not taken for an nginx configuration", p)
+		}
+	}
+	for name, text := range map[string]string{
+		"a bare log_format": "log_format main '$remote_addr [$time_local] \"$request\" $status';",
+		"a minimal server":  "events {}\nhttp { server { listen 80; } }\n",
+	} {
+		if !SniffConfig(text) {
+			t.Errorf("%s: not taken for an nginx configuration", name)
+		}
+	}
+	for _, p := range []string{filepath.Join("testdata", "lab_access_combined.log"), filepath.Join("testdata", "lab_error.log"), testenv.Corpus(t, "lnav/test/logfile_strace_log.1"), testenv.Corpus(t, "lnav/test/logfile_syslog_with_access_log.0")} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if SniffConfig(string(b)) {
+			t.Errorf("%s: taken for an nginx configuration", p)
+		}
+	}
+	for _, text := range []string{"", "hello world", "server {", "user root; # one known directive is not enough"} {
+		if SniffConfig(text) {
+			t.Errorf("%q: taken for an nginx configuration", text)
+		}
+	}
+}
