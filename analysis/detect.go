@@ -32,11 +32,14 @@ func Detect(path string) (Kind, error) {
 	if capture.Sniff(head) {
 		return KindCapture, nil
 	}
-	if kind, _ := sniffLog(sampleLines(head, 40)); kind != "" {
-		return kind, nil
-	}
+	// Before the logs: an nginx.conf's "name value;" lines pass for
+	// nstat counters (Debian's own nginx.conf did), while no log splits
+	// into nginx statements with two of its directives.
 	if nginx.SniffConfig(string(head)) {
 		return KindNginxConf, nil
+	}
+	if kind, _ := sniffLog(sampleLines(head, 40)); kind != "" {
+		return kind, nil
 	}
 	return "", fmt.Errorf("unknown kind of file (first bytes %q); tried: pcap, pcapng, gzip, zstd, nginx access log, nginx error log, strace output, ss/netstat/nstat output, nginx.conf", head[:min(16, len(head))])
 }

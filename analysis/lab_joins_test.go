@@ -356,3 +356,17 @@ func TestNginxConfGivesTheLogFormat(t *testing.T) {
 		t.Errorf("only %d lab scenarios with an nginx.conf", n)
 	}
 }
+
+// TestDetectNginxConf: an nginx.conf as distributions ship it (no
+// log_format; its "name value;" lines once passed for nstat counters) is
+// an nginx configuration.
+func TestDetectNginxConf(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nginx.conf")
+	conf := "user www-data;\nworker_processes auto;\npid /run/nginx.pid;\n\nevents {\n\tworker_connections 768;\n}\n\nhttp {\n\tsendfile on;\n\ttcp_nopush on;\n\ttypes_hash_max_size 2048;\n\tkeepalive_timeout 65;\n\tgzip on;\n\tinclude /etc/nginx/sites-enabled/*;\n}\n"
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if kind, err := Detect(path); kind != KindNginxConf {
+		t.Errorf("detected as %q (%v), want %s", kind, err, KindNginxConf)
+	}
+}

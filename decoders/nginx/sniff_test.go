@@ -54,6 +54,32 @@ func TestSniff(t *testing.T) {
 	}
 }
 
+// distributionConf is shaped as Linux distributions ship nginx.conf: no
+// log_format, short "name value;" statements, includes.
+const distributionConf = `user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+include /etc/nginx/modules-enabled/*.conf;
+
+events {
+	worker_connections 768;
+	# multi_accept on;
+}
+
+http {
+	sendfile on;
+	tcp_nopush on;
+	types_hash_max_size 2048;
+	include /etc/nginx/mime.types;
+	default_type application/octet-stream;
+	ssl_prefer_server_ciphers on;
+	access_log /var/log/nginx/access.log;
+	gzip on;
+	include /etc/nginx/conf.d/*.conf;
+	include /etc/nginx/sites-enabled/*;
+}
+`
+
 // TestSniffConfig: the lab's nginx.conf files (written for a real nginx,
 // which ran with them) are configurations; logs, strace output and prose
 // are not.
@@ -72,8 +98,9 @@ func TestSniffConfig(t *testing.T) {
 		}
 	}
 	for name, text := range map[string]string{
-		"a bare log_format": "log_format main '$remote_addr [$time_local] \"$request\" $status';",
-		"a minimal server":  "events {}\nhttp { server { listen 80; } }\n",
+		"a bare log_format":                       "log_format main '$remote_addr [$time_local] \"$request\" $status';",
+		"a minimal server":                        "events {}\nhttp { server { listen 80; } }\n",
+		"a distribution's default, no log_format": distributionConf,
 	} {
 		if !SniffConfig(text) {
 			t.Errorf("%s: not taken for an nginx configuration", name)

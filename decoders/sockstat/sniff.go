@@ -13,7 +13,7 @@ import (
 // sample with timestamps only scores 0.
 func SniffSS(sample [][]byte) float64 {
 	return sniff(sample, func(line string) bool {
-		if line[0] == '\t' || isSSHeader(line) {
+		if isSSContinuation(line) || isSSHeader(line) {
 			return true
 		}
 		if _, ok, _ := parseNetstatLine(line); ok {
@@ -80,4 +80,13 @@ func sniff(sample [][]byte, match func(string) bool) float64 {
 		return 0
 	}
 	return float64(hits+stamps) / float64(lines)
+}
+
+// isSSContinuation reports whether line continues an ss socket line: ss
+// starts its -i, -m and -e details on a line of their own with a tab, and
+// writes each after a space ("\t ts sack cubic wscale:7,7 rto:204"), or
+// leaves the line blank. A tab alone is no sign: config files and code
+// indent with tabs too (a distribution's nginx.conf scored 0.8 as ss).
+func isSSContinuation(line string) bool {
+	return line[0] == '\t' && (line[1:] == "" || line[1] == ' ' || strings.TrimSpace(line) == "")
 }

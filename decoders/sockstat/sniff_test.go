@@ -54,4 +54,10 @@ func TestSniff(t *testing.T) {
 	if SniffSS([][]byte{[]byte("Sun Nov 22 10:00:00 UTC 2026")}) != 0 {
 		t.Error("a timestamp alone must score 0")
 	}
+	// Text indented with tabs is not ss's detail lines: a distribution's
+	// nginx.conf scored 0.8 when any tab counted.
+	conf := bytes.Split([]byte("user www-data;\nevents {\n\tworker_connections 768;\n}\nhttp {\n\tsendfile on;\n\ttcp_nopush on;\n\t# server_tokens off;\n\tgzip on;\n}"), []byte("\n"))
+	if got := SniffSS(conf); got != 0 {
+		t.Errorf("SniffSS of a tab-indented nginx.conf = %.3f, want 0", got)
+	}
 }
