@@ -213,6 +213,19 @@ func WriteExplanation(w io.Writer, doc *Document) error {
 			}
 		}
 	}
+	// The logs' times above are on the capture's clock: say how each got
+	// there, so a line can be found in the file by the time it wrote.
+	first := true
+	for _, in := range doc.Inputs {
+		if in.Clock == nil || len(doc.Incidents) == 0 {
+			continue
+		}
+		if first {
+			fmt.Fprintln(bw, "\nlog times above are on the capture's clock (UTC):")
+			first = false
+		}
+		fmt.Fprintf(bw, "  %s: %s\n", Safe(in.Path), ClockText(in.Clock))
+	}
 	return bw.Flush()
 }
 

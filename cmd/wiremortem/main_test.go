@@ -267,7 +267,8 @@ func TestWebSocketKeepFlags(t *testing.T) {
 }
 
 // TestExplain: analyze --explain prints each incident in full after the
-// verdict, its transcripts included; without it, the verdict alone.
+// verdict, its transcripts included, and how the logs' times were put on
+// the capture's clock; without it, the verdict alone.
 // Seed 000's lab capture with the server's trace.
 func TestExplain(t *testing.T) {
 	seed := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "ws-no-101")
@@ -283,7 +284,9 @@ func TestExplain(t *testing.T) {
 	if !ok {
 		t.Fatalf("--explain does not start with the verdict:\n%s", explained.String())
 	}
-	for _, want := range []string{"\nHIGH ws-upgrade-no-101: ", "  likely causes:", "  evidence:", "  what conversation 2 said", "strace first read on fd 9", "no 101 after 5.001s"} {
+	// The trace's times were shifted onto the capture's clock: the end
+	// says by how much, so a line can be found in the file.
+	for _, want := range []string{"\nHIGH ws-upgrade-no-101: ", "  likely causes:", "  evidence:", "  what conversation 2 said", "strace first read on fd 9", "no 101 after 5.001s", "log times above are on the capture's clock (UTC):\n  " + filepath.Join(seed, "server.strace") + ": zone UTC, assumed (no --tz given);", "times shifted by -8h"} {
 		if !strings.Contains(rest, want) {
 			t.Errorf("--explain prints no %q:\n%s", want, rest)
 		}
