@@ -1,6 +1,7 @@
 // Command harness measures wiremortem against its peers on the same
 // generated captures in the same run: `wiremortem analyze --json` (the full
-// pipeline without HTML), `wiremortem flows`, `tshark -q -z conv,tcp`,
+// pipeline without HTML), `wiremortem flows` (the table alone) and `flows
+// --json` (the document without decoding and rules), `tshark -q -z conv,tcp`,
 // `tcptrace -n` and a bare pcapgo read loop (the floor). It prints a table
 // of wall time, MB/s, packets/s, peak RSS and ratios, and writes the results
 // as JSON with a description of the machine to bench/results/.
@@ -189,6 +190,11 @@ func (b *bench) measureShape(shape, size string, seeds []string) Result {
 	}{
 		{"wiremortem analyze", []string{b.wm, "analyze", "--json", jsonOut, pcap}},
 		{"wiremortem flows", []string{b.wm, "flows", pcap}},
+		// The same tracking as analyze with the document (key packets,
+		// window samples, hashes, JSON, printed to /dev/null) but no
+		// decoding and no rules: analyze's time over this one is about
+		// what decoding and rules cost.
+		{"wiremortem flows --json", []string{b.wm, "flows", "--json", pcap}},
 		{"tcptrace -n", []string{"tcptrace", "-n", pcap}},
 		{"tshark -q -z conv,tcp", []string{"tshark", "-q", "-z", "conv,tcp", "-r", pcap}},
 		{"pcapgo read loop", []string{b.readloop, pcap}},
