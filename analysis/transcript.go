@@ -101,6 +101,10 @@ func NewTranscriber(doc *Document) *Transcriber {
 	return t
 }
 
+// Conversation returns the document's conversation with that ID, nil when
+// the report does not hold it.
+func (t *Transcriber) Conversation(id int) *Conversation { return t.convByID[id] }
+
 // For returns what the conversations inc cites said, in the incident's
 // order, for the first max that have something to show: decoded HTTP or
 // joined log lines (a conversation with neither is all in its ladder).

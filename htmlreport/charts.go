@@ -34,21 +34,16 @@ type tip struct {
 // builder makes the page's charts, numbering them in page order so the
 // same document always gives the same IDs.
 type builder struct {
-	doc      *analysis.Document
-	opts     Options
-	convByID map[int]*analysis.Conversation
-	charts   int
-	// transcriber makes the incidents' transcripts, made at the first.
+	doc    *analysis.Document
+	opts   Options
+	charts int
+	// transcriber makes the incidents' transcripts and finds the
+	// document's conversations by ID.
 	transcriber *analysis.Transcriber
 }
 
 func newBuilder(doc *analysis.Document, opts Options) *builder {
-	b := &builder{doc: doc, opts: opts, convByID: map[int]*analysis.Conversation{}}
-	for i := range doc.Conversations {
-		c := &doc.Conversations[i]
-		b.convByID[c.ID] = c
-	}
-	return b
+	return &builder{doc: doc, opts: opts, transcriber: analysis.NewTranscriber(doc)}
 }
 
 // newChart wraps a go-echarts configuration's options. Two root options

@@ -49,7 +49,7 @@ func (b *builder) incidentCharts(inc *rules.Incident) []*chart {
 func (b *builder) conversationsOf(inc *rules.Incident) []*analysis.Conversation {
 	var out []*analysis.Conversation
 	for _, f := range inc.Flows {
-		if c := b.convByID[f.Conversation]; c != nil {
+		if c := b.transcriber.Conversation(f.Conversation); c != nil {
 			out = append(out, c)
 		}
 	}

@@ -28,9 +28,6 @@ type saidLine struct {
 // transcripts returns what the first conversations inc cites said; shown
 // are the conversations the table has a row for.
 func (b *builder) transcripts(inc *rules.Incident, shown map[int]bool) []transcript {
-	if b.transcriber == nil {
-		b.transcriber = analysis.NewTranscriber(b.doc)
-	}
 	var out []transcript
 	for _, tr := range b.transcriber.For(inc, analysis.TranscriptsPerIncident) {
 		c := tr.Conversation
