@@ -248,7 +248,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 			c.EstimateNote = clock.NotEnough
 			if clock.Estimate != nil {
 				zone, source := opts.Clock.zoneFor(path, doc.Inputs[i].Kind)
-				c.EstimateNote = correlate.DescribeOffset(clock.Applied, zone, captureStart, source != zoneAssumed)
+				c.EstimateNote = correlate.DescribeOffset(clock.Applied, clock.Estimate.Resolution, zone, captureStart, source != zoneAssumed)
 			}
 		}
 	}

@@ -94,9 +94,37 @@ type SkewEstimate struct {
 	Offset time.Duration `json:"offset_ns"`
 	// Matches is the number of log events paired with packets.
 	Matches int `json:"matches"`
-	// Spread is how far the samples near the estimate scatter: the
-	// estimate is good to about this much.
+	// Spread is how far the samples near the estimate scatter, or the
+	// log's time resolution when that is coarser: the estimate is good to
+	// about this much.
 	Spread time.Duration `json:"spread_ns"`
+	// Resolution is how finely the log writes its times (1 s for nginx's
+	// $time_local and error log, 1 µs for strace -tt), when coarser than
+	// a microsecond: an offset smaller than it cannot be told from the
+	// rounding.
+	Resolution time.Duration `json:"resolution_ns,omitempty"`
+}
+
+// TimeResolution returns how finely times are written: 1 s when every one
+// is a whole second, 1 ms when whole milliseconds, 1 µs when whole
+// microseconds, 0 when finer or when there is none.
+func TimeResolution(times []time.Time) time.Duration {
+	if len(times) == 0 {
+		return 0
+	}
+	for _, unit := range []time.Duration{time.Second, time.Millisecond, time.Microsecond} {
+		all := true
+		for _, t := range times {
+			if t.Nanosecond()%int(unit) != 0 {
+				all = false
+				break
+			}
+		}
+		if all {
+			return unit
+		}
+	}
+	return 0
 }
 
 // EstimateSkew estimates a source's clock offset from pairings. Samples of
@@ -120,6 +148,14 @@ func EstimateSkew(samples []SkewSample) (SkewEstimate, bool) {
 	sort.Slice(lower, func(i, j int) bool { return lower[i] < lower[j] })
 	sort.Slice(upper, func(i, j int) bool { return upper[i] < upper[j] })
 	est := SkewEstimate{Matches: len(samples)}
+	logTimes := make([]time.Time, len(samples))
+	for i, x := range samples {
+		logTimes[i] = x.Log
+	}
+	if r := TimeResolution(logTimes); r > time.Microsecond {
+		est.Resolution = r
+	}
+
 	switch {
 	case len(lower) > 0 && len(upper) > 0:
 		lo, hi := quantile(lower, 0.9), quantile(upper, 0.1)
@@ -132,6 +168,7 @@ func EstimateSkew(samples []SkewSample) (SkewEstimate, bool) {
 		est.Offset = quantile(upper, 0.1)
 		est.Spread = quantile(upper, 0.5) - est.Offset
 	}
+	est.Spread = max(est.Spread, est.Resolution)
 	return est, true
 }
 
@@ -154,8 +191,9 @@ func absDur(d time.Duration) time.Duration {
 // quarter hours; the rest is the clocks' disagreement. at is when the
 // zone's offset is taken (a zone's offset changes with summer time);
 // given says the zone came from --tz, so a whole-hour offset means --tz
-// named the wrong zone, not that it is missing.
-func DescribeOffset(applied time.Duration, read *time.Location, at time.Time, given bool) string {
+// named the wrong zone, not that it is missing. resolution is how finely
+// the log writes its times: a clock error below it is not claimed.
+func DescribeOffset(applied, resolution time.Duration, read *time.Location, at time.Time, given bool) string {
 	const quarter = 15 * time.Minute
 	residual := (-applied).Round(quarter)
 	ahead := -applied - residual
@@ -169,15 +207,32 @@ func DescribeOffset(applied time.Duration, read *time.Location, at time.Time, gi
 			parts = append(parts, fmt.Sprintf("its times read as local time in a UTC%s zone (pass --tz to say which)", zoneOffset(written)))
 		}
 	}
+	coarse := ""
+	if resolution > time.Millisecond {
+		coarse = fmt.Sprintf(" (its times are written to the %s)", resolutionName(resolution))
+	}
 	switch {
+	case resolution > time.Millisecond && absDur(ahead) < resolution:
+		parts = append(parts, fmt.Sprintf("its clock agreed with the capture's as far as its times tell: they are written to the %s", resolutionName(resolution)))
 	case ahead > time.Millisecond:
-		parts = append(parts, fmt.Sprintf("its clock ran %v ahead of the capture's", ahead.Round(time.Millisecond)))
+		parts = append(parts, fmt.Sprintf("its clock ran %v ahead of the capture's%s", ahead.Round(time.Millisecond), coarse))
 	case ahead < -time.Millisecond:
-		parts = append(parts, fmt.Sprintf("its clock ran %v behind the capture's", (-ahead).Round(time.Millisecond)))
+		parts = append(parts, fmt.Sprintf("its clock ran %v behind the capture's%s", (-ahead).Round(time.Millisecond), coarse))
 	default:
 		parts = append(parts, "its clock agreed with the capture's to the millisecond")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// resolutionName names a time resolution: "second", "millisecond".
+func resolutionName(d time.Duration) string {
+	switch d {
+	case time.Second:
+		return "second"
+	case time.Millisecond:
+		return "millisecond"
+	}
+	return d.String()
 }
 
 // zoneOffset writes an offset from UTC as +08:00 or -05:30.

@@ -89,23 +89,63 @@ func TestDescribeOffset(t *testing.T) {
 	winter, summer := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		applied time.Duration
+		res     time.Duration
 		read    *time.Location
 		at      time.Time
 		given   bool
 		want    string
 	}{
-		{-(8*time.Hour + 3200*time.Millisecond), time.UTC, winter, false, "its times read as local time in a UTC+08:00 zone (pass --tz to say which); its clock ran 3.2s ahead of the capture's"},
-		{5*time.Hour + 30*time.Minute - 266*time.Microsecond, time.UTC, winter, false, "its times read as local time in a UTC-05:30 zone (pass --tz to say which); its clock agreed with the capture's to the millisecond"},
-		{1500 * time.Millisecond, time.UTC, winter, false, "its clock ran 1.5s behind the capture's"},
+		{-(8*time.Hour + 3200*time.Millisecond), 0, time.UTC, winter, false, "its times read as local time in a UTC+08:00 zone (pass --tz to say which); its clock ran 3.2s ahead of the capture's"},
+		{5*time.Hour + 30*time.Minute - 266*time.Microsecond, 0, time.UTC, winter, false, "its times read as local time in a UTC-05:30 zone (pass --tz to say which); its clock agreed with the capture's to the millisecond"},
+		{1500 * time.Millisecond, 0, time.UTC, winter, false, "its clock ran 1.5s behind the capture's"},
 		// --tz said Europe/Berlin; the log was written in UTC+08:00.
-		{-7 * time.Hour, berlin, winter, true, "its times read as local time in a UTC+08:00 zone, not in Europe/Berlin (UTC+01:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
-		{-6 * time.Hour, berlin, summer, true, "its times read as local time in a UTC+08:00 zone, not in Europe/Berlin (UTC+02:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
+		{-7 * time.Hour, 0, berlin, winter, true, "its times read as local time in a UTC+08:00 zone, not in Europe/Berlin (UTC+01:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
+		{-6 * time.Hour, 0, berlin, summer, true, "its times read as local time in a UTC+08:00 zone, not in Europe/Berlin (UTC+02:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
 		// --tz said UTC; the log was written in UTC-05:00.
-		{5 * time.Hour, time.UTC, winter, true, "its times read as local time in a UTC-05:00 zone, not in UTC (UTC+00:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
-		{-2 * time.Second, berlin, winter, true, "its clock ran 2s ahead of the capture's"},
+		{5 * time.Hour, 0, time.UTC, winter, true, "its times read as local time in a UTC-05:00 zone, not in UTC (UTC+00:00 then) as --tz says; its clock agreed with the capture's to the millisecond"},
+		{-2 * time.Second, 0, berlin, winter, true, "its clock ran 2s ahead of the capture's"},
+		// nginx writes whole seconds: 217 ms is the rounding, not the clock.
+		{217 * time.Millisecond, time.Second, time.UTC, winter, false, "its clock agreed with the capture's as far as its times tell: they are written to the second"},
+		{-3200 * time.Millisecond, time.Second, time.UTC, winter, false, "its clock ran 3.2s ahead of the capture's (its times are written to the second)"},
 	} {
-		if got := DescribeOffset(tt.applied, tt.read, tt.at, tt.given); got != tt.want {
-			t.Errorf("DescribeOffset(%v, %v, %v, %v) = %q, want %q", tt.applied, tt.read, tt.at, tt.given, got, tt.want)
+		if got := DescribeOffset(tt.applied, tt.res, tt.read, tt.at, tt.given); got != tt.want {
+			t.Errorf("DescribeOffset(%v, %v, %v, %v, %v) = %q, want %q", tt.applied, tt.res, tt.read, tt.at, tt.given, got, tt.want)
 		}
+	}
+}
+
+func TestTimeResolution(t *testing.T) {
+	base := time.Date(2026, 11, 22, 11, 52, 23, 0, time.UTC)
+	for _, tt := range []struct {
+		offsets []time.Duration
+		want    time.Duration
+	}{
+		{[]time.Duration{0, time.Second, 5 * time.Second}, time.Second},
+		{[]time.Duration{0, 217 * time.Millisecond}, time.Millisecond},
+		{[]time.Duration{0, 217 * time.Millisecond, 3 * time.Microsecond}, time.Microsecond},
+		{[]time.Duration{5}, 0},
+		{nil, 0},
+	} {
+		var times []time.Time
+		for _, o := range tt.offsets {
+			times = append(times, base.Add(o))
+		}
+		if got := TimeResolution(times); got != tt.want {
+			t.Errorf("TimeResolution(%v) = %v, want %v", tt.offsets, got, tt.want)
+		}
+	}
+}
+
+// TestEstimateSkewOfWholeSeconds: pairings of times written to the second
+// give an estimate good to a second, whatever the samples' scatter.
+func TestEstimateSkewOfWholeSeconds(t *testing.T) {
+	log := time.Date(2026, 11, 22, 11, 52, 23, 0, time.UTC)
+	est, ok := EstimateSkew([]SkewSample{{Capture: log.Add(217 * time.Millisecond), Log: log, Bound: LowerBound}})
+	if !ok || est.Resolution != time.Second || est.Spread != time.Second || est.Offset != 217*time.Millisecond {
+		t.Errorf("estimate %+v, want offset 217ms good to 1s", est)
+	}
+	est, _ = EstimateSkew([]SkewSample{{Capture: log.Add(217 * time.Millisecond), Log: log.Add(3 * time.Microsecond), Bound: LowerBound}})
+	if est.Resolution != 0 || est.Spread != 0 {
+		t.Errorf("microsecond times: estimate %+v, want no resolution and no spread", est)
 	}
 }

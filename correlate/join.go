@@ -421,7 +421,9 @@ func Join(src Sources) *Joined {
 		if !given {
 			if d, n := errorLogShift(f.Records, accessByConn, j.Clocks); n > 0 {
 				offset = d
-				clock = ClockResult{Applied: d, Estimate: &SkewEstimate{Offset: d, Matches: n}}
+				est := &SkewEstimate{Offset: d, Matches: n, Resolution: errorLogResolution(f.Records, accessByConn, j.Clocks)}
+				est.Spread = est.Resolution
+				clock = ClockResult{Applied: d, Estimate: est}
 			} else {
 				clock.NotEnough = "no access-log line shares a connection number with it"
 			}
@@ -672,6 +674,26 @@ func accessSamples(ix *conversationIndex, decoded map[int]*http.Conversation, re
 		}
 	}
 	return out
+}
+
+// errorLogResolution is how finely the error log's shift is known: the
+// coarser of its own times' resolution and that of the access log it was
+// paired with.
+func errorLogResolution(errs []nginx.ErrorRecord, access map[uint64]*NginxAccess, clocks map[string]ClockResult) time.Duration {
+	var times []time.Time
+	var res time.Duration
+	for i := range errs {
+		times = append(times, errs[i].Time)
+		if a := access[errs[i].Connection]; errs[i].Connection != 0 && a != nil {
+			if e := clocks[a.Source].Estimate; e != nil {
+				res = max(res, e.Resolution)
+			}
+		}
+	}
+	if r := TimeResolution(times); r > time.Microsecond {
+		res = max(res, r)
+	}
+	return res
 }
 
 // errorLogShift estimates how far an error log's clock (local time without
