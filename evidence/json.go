@@ -12,16 +12,9 @@ func (r Ref) AppendJSON(w *jsonappend.Writer) {
 }
 
 func (r Ref) AppendJSONFields(w *jsonappend.Writer) {
-	w.Raw(`"source":`)
-	w.String(r.Source)
-	if r.Packet != 0 {
-		w.Raw(`,"packet":`)
-		w.Int(r.Packet)
-	}
-	if r.Line != 0 {
-		w.Raw(`,"line":`)
-		w.Int(r.Line)
-	}
+	w.StringField(`"source":`, r.Source)
+	w.IntOmitZero(`,"packet":`, r.Packet)
+	w.IntOmitZero(`,"line":`, r.Line)
 }
 
 // AppendJSON appends s as the document's encoder writes it;
@@ -33,8 +26,7 @@ func (s *Stamp) AppendJSON(w *jsonappend.Writer) {
 }
 
 func (s *Stamp) AppendJSONFields(w *jsonappend.Writer) {
-	w.Raw(`"time":`)
-	w.Time(s.Time)
+	w.TimeField(`"time":`, s.Time)
 	w.Raw(`,`)
 	s.Ref.AppendJSONFields(w)
 }

@@ -11,21 +11,14 @@ import (
 // encoder makes of the struct tags (jsonappend), without reflection.
 // TestAppendJSONEveryField holds the two to the same bytes.
 func (c *Conversation) AppendJSON(w *jsonappend.Writer) {
-	w.Raw(`{"protocol":`)
-	w.String(c.Protocol)
+	w.StringField(`{"protocol":`, c.Protocol)
 	if c.Partial {
 		w.Raw(`,"partial":true`)
 	}
-	if c.PartialReason != "" {
-		w.Raw(`,"partial_reason":`)
-		w.String(c.PartialReason)
-	}
+	w.StringOmitEmpty(`,"partial_reason":`, c.PartialReason)
 	w.Raw(`,"exchanges":`)
 	jsonappend.List(w, c.Exchanges, (*Exchange).appendJSON)
-	if c.ExchangesOmitted != 0 {
-		w.Raw(`,"exchanges_omitted":`)
-		w.Int(int64(c.ExchangesOmitted))
-	}
+	w.IntOmitZero(`,"exchanges_omitted":`, int64(c.ExchangesOmitted))
 	if len(c.Upgrades) > 0 {
 		w.Raw(`,"upgrades":`)
 		jsonappend.List(w, c.Upgrades, (*UpgradeHandshake).appendJSON)
@@ -71,39 +64,22 @@ func (m *Message) appendJSON(w *jsonappend.Writer) {
 	m.Start.AppendJSON(w)
 	w.Raw(`,"end":`)
 	m.End.AppendJSON(w)
-	if m.Method != "" {
-		w.Raw(`,"method":`)
-		w.String(m.Method)
-	}
-	if m.URI != "" {
-		w.Raw(`,"uri":`)
-		w.String(m.URI)
-	}
-	w.Raw(`,"version":`)
-	w.String(m.Version)
-	if m.Status != 0 {
-		w.Raw(`,"status":`)
-		w.Int(int64(m.Status))
-	}
-	if m.Reason != "" {
-		w.Raw(`,"reason":`)
-		w.String(m.Reason)
-	}
+	w.StringOmitEmpty(`,"method":`, m.Method)
+	w.StringOmitEmpty(`,"uri":`, m.URI)
+	w.StringField(`,"version":`, m.Version)
+	w.IntOmitZero(`,"status":`, int64(m.Status))
+	w.StringOmitEmpty(`,"reason":`, m.Reason)
 	if len(m.Headers) > 0 {
 		w.Raw(`,"headers":`)
 		m.Headers.appendJSON(w)
 	}
-	w.Raw(`,"header_bytes":`)
-	w.Int(int64(m.HeaderBytes))
-	w.Raw(`,"body_bytes":`)
-	w.Int(m.BodyBytes)
-	w.Raw(`,"content_length":`)
-	w.Int(m.ContentLength)
+	w.IntField(`,"header_bytes":`, int64(m.HeaderBytes))
+	w.IntField(`,"body_bytes":`, m.BodyBytes)
+	w.IntField(`,"content_length":`, m.ContentLength)
 	if m.Chunked {
 		w.Raw(`,"chunked":true`)
 	}
-	w.Raw(`,"complete":`)
-	w.Bool(m.Complete)
+	w.BoolField(`,"complete":`, m.Complete)
 	if len(m.Flags) > 0 {
 		w.Raw(`,"flags":[`)
 		for i, f := range m.Flags {
@@ -144,8 +120,7 @@ func (h Headers) appendJSON(w *jsonappend.Writer) {
 		first = false
 		w.Raw(`"`)
 		w.Raw(x.Name)
-		w.Raw(`":`)
-		w.String(x.Value)
+		w.StringField(`":`, x.Value)
 	}
 	w.Raw(`}`)
 }
@@ -157,20 +132,11 @@ func (u *UpgradeHandshake) appendJSON(w *jsonappend.Writer) {
 		w.Raw(`,"response":`)
 		u.Response.appendJSON(w)
 	}
-	w.Raw(`,"protocol":`)
-	w.String(u.Protocol)
-	w.Raw(`,"verdict":`)
-	w.String(u.Verdict)
-	w.Raw(`,"waited_ns":`)
-	w.Int(int64(u.Waited))
-	if u.ExpectedAccept != "" {
-		w.Raw(`,"expected_accept":`)
-		w.String(u.ExpectedAccept)
-	}
-	if u.Accept != "" {
-		w.Raw(`,"accept":`)
-		w.String(u.Accept)
-	}
+	w.StringField(`,"protocol":`, u.Protocol)
+	w.StringField(`,"verdict":`, u.Verdict)
+	w.IntField(`,"waited_ns":`, int64(u.Waited))
+	w.StringOmitEmpty(`,"expected_accept":`, u.ExpectedAccept)
+	w.StringOmitEmpty(`,"accept":`, u.Accept)
 	if len(u.FramesWithoutUpgrade) > 0 {
 		w.Raw(`,"frames_without_upgrade":`)
 		jsonappend.List(w, u.FramesWithoutUpgrade, (*FrameNote).appendJSON)
@@ -181,15 +147,9 @@ func (u *UpgradeHandshake) appendJSON(w *jsonappend.Writer) {
 func (f *FrameNote) appendJSON(w *jsonappend.Writer) {
 	w.Raw(`{`)
 	f.Stamp.AppendJSONFields(w)
-	w.Raw(`,"opcode":`)
-	w.String(f.Opcode)
-	w.Raw(`,"masked":`)
-	w.Bool(f.Masked)
-	if f.CloseCode != 0 {
-		w.Raw(`,"close_code":`)
-		w.Int(int64(f.CloseCode))
-	}
-	w.Raw(`,"hex":`)
-	w.String(f.Hex)
+	w.StringField(`,"opcode":`, f.Opcode)
+	w.BoolField(`,"masked":`, f.Masked)
+	w.IntOmitZero(`,"close_code":`, int64(f.CloseCode))
+	w.StringField(`,"hex":`, f.Hex)
 	w.Raw(`}`)
 }

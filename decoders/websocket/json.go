@@ -16,32 +16,20 @@ func (s *Summary) AppendJSON(w *jsonappend.Writer) {
 	appendCounts(w, s.Frames)
 	w.Raw(`,"messages":`)
 	jsonappend.List(w, s.Messages, (*Message).appendJSON)
-	if s.MessagesOmitted != 0 {
-		w.Raw(`,"messages_omitted":`)
-		w.Int(s.MessagesOmitted)
-	}
+	w.IntOmitZero(`,"messages_omitted":`, s.MessagesOmitted)
 	w.Raw(`,"closes":`)
 	jsonappend.List(w, s.Closes, (*Close).appendJSON)
 	if len(s.Pings) > 0 {
 		w.Raw(`,"pings":`)
 		jsonappend.List(w, s.Pings, (*PingPong).appendJSON)
 	}
-	if s.PingsOmitted != 0 {
-		w.Raw(`,"pings_omitted":`)
-		w.Int(s.PingsOmitted)
-	}
+	w.IntOmitZero(`,"pings_omitted":`, s.PingsOmitted)
 	if len(s.Violations) > 0 {
 		w.Raw(`,"violations":`)
 		jsonappend.List(w, s.Violations, (*Violation).appendJSON)
 	}
-	if s.ViolationsOmitted != 0 {
-		w.Raw(`,"violations_omitted":`)
-		w.Int(s.ViolationsOmitted)
-	}
-	if s.ClosedFirst != "" {
-		w.Raw(`,"closed_first":`)
-		w.String(s.ClosedFirst)
-	}
+	w.IntOmitZero(`,"violations_omitted":`, s.ViolationsOmitted)
+	w.StringOmitEmpty(`,"closed_first":`, s.ClosedFirst)
 	w.Raw(`,"undecodable":[`)
 	w.String(s.Undecodable[0])
 	w.Raw(`,`)
@@ -70,8 +58,7 @@ func appendCounts(w *jsonappend.Writer, m map[string]int64) {
 		}
 		w.Raw(`"`)
 		w.Raw(k)
-		w.Raw(`":`)
-		w.Int(m[k])
+		w.IntField(`":`, m[k])
 	}
 	w.Raw(`}`)
 }
@@ -79,23 +66,17 @@ func appendCounts(w *jsonappend.Writer, m map[string]int64) {
 func (m *Message) appendJSON(w *jsonappend.Writer) {
 	w.Raw(`{"from":`)
 	m.From.AppendJSON(w)
-	w.Raw(`,"opcode":`)
-	w.String(m.Opcode)
+	w.StringField(`,"opcode":`, m.Opcode)
 	w.Raw(`,"start":`)
 	m.Start.AppendJSON(w)
 	w.Raw(`,"end":`)
 	m.End.AppendJSON(w)
-	w.Raw(`,"frames":`)
-	w.Int(int64(m.Frames))
-	w.Raw(`,"length":`)
-	w.Int(m.Length)
+	w.IntField(`,"frames":`, int64(m.Frames))
+	w.IntField(`,"length":`, m.Length)
 	if m.Compressed {
 		w.Raw(`,"compressed":true`)
 	}
-	if m.Decompressed != 0 {
-		w.Raw(`,"decompressed":`)
-		w.Int(m.Decompressed)
-	}
+	w.IntOmitZero(`,"decompressed":`, m.Decompressed)
 	w.Raw(`,"payload":`)
 	if m.Payload == nil {
 		w.Raw(`null`)
@@ -107,10 +88,7 @@ func (m *Message) appendJSON(w *jsonappend.Writer) {
 	if m.PayloadTruncated {
 		w.Raw(`,"payload_truncated":true`)
 	}
-	if m.Error != "" {
-		w.Raw(`,"error":`)
-		w.String(m.Error)
-	}
+	w.StringOmitEmpty(`,"error":`, m.Error)
 	w.Raw(`}`)
 }
 
@@ -119,14 +97,9 @@ func (c *Close) appendJSON(w *jsonappend.Writer) {
 	c.From.AppendJSON(w)
 	w.Raw(`,`)
 	c.Stamp.AppendJSONFields(w)
-	w.Raw(`,"code":`)
-	w.Int(int64(c.Code))
-	if c.Reason != "" {
-		w.Raw(`,"reason":`)
-		w.String(c.Reason)
-	}
-	w.Raw(`,"answered":`)
-	w.Bool(c.Answered)
+	w.IntField(`,"code":`, int64(c.Code))
+	w.StringOmitEmpty(`,"reason":`, c.Reason)
+	w.BoolField(`,"answered":`, c.Answered)
 	w.Raw(`}`)
 }
 
@@ -136,10 +109,7 @@ func (p *PingPong) appendJSON(w *jsonappend.Writer) {
 	w.Raw(`,"ping":`)
 	p.Ping.AppendJSON(w)
 	p.Pong.AppendOptionalJSON(w, `,"pong":`)
-	if p.RTT != 0 {
-		w.Raw(`,"rtt_ns":`)
-		w.Int(int64(p.RTT))
-	}
+	w.IntOmitZero(`,"rtt_ns":`, int64(p.RTT))
 	w.Raw(`}`)
 }
 
@@ -148,11 +118,7 @@ func (v *Violation) appendJSON(w *jsonappend.Writer) {
 	v.Stamp.AppendJSONFields(w)
 	w.Raw(`,"from":`)
 	v.From.AppendJSON(w)
-	w.Raw(`,"kind":`)
-	w.String(v.Kind)
-	if v.Detail != "" {
-		w.Raw(`,"detail":`)
-		w.String(v.Detail)
-	}
+	w.StringField(`,"kind":`, v.Kind)
+	w.StringOmitEmpty(`,"detail":`, v.Detail)
 	w.Raw(`}`)
 }

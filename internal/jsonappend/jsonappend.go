@@ -128,3 +128,33 @@ func Safe(s string) bool {
 	}
 	return true
 }
+
+// The field writers take key as it stands before the value, punctuation
+// and all (`,"bytes":`, or `{"packets":` for the first field), so an
+// appender is one line a field, in the struct's order.
+
+// IntField appends key and n.
+func (w *Writer) IntField(key string, n int64) { w.Raw(key); w.Int(n) }
+
+// IntOmitZero appends key and n unless n is 0 (a field tagged omitempty).
+func (w *Writer) IntOmitZero(key string, n int64) {
+	if n != 0 {
+		w.IntField(key, n)
+	}
+}
+
+// StringField appends key and s.
+func (w *Writer) StringField(key, s string) { w.Raw(key); w.String(s) }
+
+// StringOmitEmpty appends key and s unless s is "" (omitempty).
+func (w *Writer) StringOmitEmpty(key, s string) {
+	if s != "" {
+		w.StringField(key, s)
+	}
+}
+
+// BoolField appends key and v.
+func (w *Writer) BoolField(key string, v bool) { w.Raw(key); w.Bool(v) }
+
+// TimeField appends key and t (Time).
+func (w *Writer) TimeField(key string, t time.Time) { w.Raw(key); w.Time(t) }
