@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"wiremortem/correlate"
 	"wiremortem/rules"
 )
 
@@ -218,7 +219,7 @@ func WriteExplanation(w io.Writer, doc *Document) error {
 	first := true
 	for _, in := range doc.Inputs {
 		if in.Clock == nil || len(doc.Incidents) == 0 {
-			continue
+			continue // no log, or no incident to show its times
 		}
 		if first {
 			fmt.Fprintln(bw, "\nlog times above are on the capture's clock (UTC):")
@@ -250,7 +251,7 @@ func ClockText(c *ClockAssumption) string {
 	switch {
 	case c.Applied != 0:
 		parts = append(parts, fmt.Sprintf("times shifted by %v", c.Applied))
-	case !strings.Contains(c.EstimateNote, "taken as written"):
+	case c.EstimateNote != correlate.NoteSnapshotsAsWritten: // it says so already
 		parts = append(parts, "times taken as written")
 	}
 	return Safe(strings.Join(parts, "; "))

@@ -127,6 +127,15 @@ func TimeResolution(times []time.Time) time.Duration {
 	return 0
 }
 
+// coarseResolution is TimeResolution when coarser than a microsecond (a
+// SkewEstimate's Resolution), 0 otherwise.
+func coarseResolution(times []time.Time) time.Duration {
+	if r := TimeResolution(times); r > time.Microsecond {
+		return r
+	}
+	return 0
+}
+
 // EstimateSkew estimates a source's clock offset from pairings. Samples of
 // each bound cluster on one side of the true offset, at a distance of the
 // scheduling delay between packet and system call (microseconds on an idle
@@ -152,9 +161,7 @@ func EstimateSkew(samples []SkewSample) (SkewEstimate, bool) {
 	for i, x := range samples {
 		logTimes[i] = x.Log
 	}
-	if r := TimeResolution(logTimes); r > time.Microsecond {
-		est.Resolution = r
-	}
+	est.Resolution = coarseResolution(logTimes)
 
 	switch {
 	case len(lower) > 0 && len(upper) > 0:

@@ -459,7 +459,7 @@ func Join(src Sources) *Joined {
 	for _, f := range src.Snapshots {
 		clock := ClockResult{Applied: f.Offset, Given: f.OffsetGiven}
 		if !f.OffsetGiven {
-			clock.NotEnough = "snapshots carry no event to pair with a packet; their times are taken as written"
+			clock.NotEnough = NoteSnapshotsAsWritten
 		}
 		j.Clocks[f.Path] = clock
 		for si := range f.Snapshots {
@@ -676,6 +676,11 @@ func accessSamples(ix *conversationIndex, decoded map[int]*http.Conversation, re
 	return out
 }
 
+// NoteSnapshotsAsWritten is the clock note of socket snapshots (ss,
+// netstat): nothing in them pairs with a packet, and it says what is done
+// with their times.
+const NoteSnapshotsAsWritten = "snapshots carry no event to pair with a packet; their times are taken as written"
+
 // errorLogResolution is how finely the error log's shift is known: the
 // coarser of its own times' resolution and that of the access log it was
 // paired with.
@@ -690,10 +695,7 @@ func errorLogResolution(errs []nginx.ErrorRecord, access map[uint64]*NginxAccess
 			}
 		}
 	}
-	if r := TimeResolution(times); r > time.Microsecond {
-		res = max(res, r)
-	}
-	return res
+	return max(res, coarseResolution(times))
 }
 
 // errorLogShift estimates how far an error log's clock (local time without
