@@ -358,18 +358,16 @@ func readNginxConf(path string, f *InputFile) ([]namedFormat, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var out []namedFormat
+	var names []string
 	for _, name := range slices.Sorted(maps.Keys(formats)) {
 		if name == nginx.DefaultFormatName {
 			continue // built in, and added by ParseConfigFormats to every file
 		}
-		out = append(out, namedFormat{fmt.Sprintf("%s (%s)", name, filepath.Base(path)), formats[name]})
+		named := fmt.Sprintf("%s (%s)", name, filepath.Base(path))
+		out = append(out, namedFormat{named, formats[name]})
+		names = append(names, named)
 	}
-	f.Records = int64(len(out))
-	var names []string
-	for _, n := range out {
-		names = append(names, n.name)
-	}
-	f.Format = strings.Join(names, ", ")
+	f.Records, f.Format = int64(len(out)), strings.Join(names, ", ")
 	return out, nil
 }
 

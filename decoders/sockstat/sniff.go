@@ -88,5 +88,5 @@ func sniff(sample [][]byte, match func(string) bool) float64 {
 // leaves the line blank. A tab alone is no sign: config files and code
 // indent with tabs too (a distribution's nginx.conf scored 0.8 as ss).
 func isSSContinuation(line string) bool {
-	return line[0] == '\t' && (line[1:] == "" || line[1] == ' ' || strings.TrimSpace(line) == "")
+	return line[0] == '\t' && (strings.TrimSpace(line) == "" || line[1] == ' ')
 }
