@@ -18,52 +18,6 @@ import (
 // Options are the encoder's options: what encoding/json's Marshal does.
 func Options() jsonv2.Options { return jsonv1.DefaultOptionsV1() }
 
-// Slow appends v as the encoder writes it.
-func Slow(b []byte, v any) ([]byte, error) {
-	out := &appender{b: b}
-	err := jsonv2.MarshalWrite(out, v, Options())
-	if err != nil {
-		return b, err
-	}
-	return out.b, nil
-}
-
-// appender is an io.Writer that appends to b.
-type appender struct{ b []byte }
-
-func (a *appender) Write(p []byte) (int, error) {
-	a.b = append(a.b, p...)
-	return len(p), nil
-}
-
-// String appends s as a JSON string.
-func String(b []byte, s string) []byte {
-	if !Safe(s) {
-		out, _ := Slow(b, s) // a string always encodes
-		return out
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// Time appends t as a JSON string in RFC 3339 with nanoseconds; it fails,
-// as the encoder does, on a year it cannot write.
-func Time(b []byte, t time.Time) ([]byte, error) {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return Slow(b, t)
-	}
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), nil
-}
-
-// Int appends n.
-func Int(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
-
-// Bool appends true or false.
-func Bool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
-
 // Writer appends to B. Err keeps the first error (a time the encoder
 // cannot write); the bytes are not to be used then.
 type Writer struct {
@@ -74,22 +28,54 @@ type Writer struct {
 // Raw appends s as it is (a name, punctuation).
 func (w *Writer) Raw(s string) { w.B = append(w.B, s...) }
 
-// String appends s as a JSON string.
-func (w *Writer) String(s string) { w.B = String(w.B, s) }
+// String appends s as a JSON string; one needing an escape goes through
+// the encoder.
+func (w *Writer) String(s string) {
+	if !Safe(s) {
+		w.Value(s) // a string always encodes
+		return
+	}
+	w.B = append(w.B, '"')
+	w.B = append(w.B, s...)
+	w.B = append(w.B, '"')
+}
 
 // Int appends n.
-func (w *Writer) Int(n int64) { w.B = Int(w.B, n) }
+func (w *Writer) Int(n int64) { w.B = strconv.AppendInt(w.B, n, 10) }
 
-// Bool appends v.
-func (w *Writer) Bool(v bool) { w.B = Bool(w.B, v) }
+// Bool appends true or false.
+func (w *Writer) Bool(v bool) { w.B = strconv.AppendBool(w.B, v) }
 
-// Time appends t (Time).
+// Time appends t as a JSON string in RFC 3339 with nanoseconds; a year
+// the encoder cannot write fails, as it does.
 func (w *Writer) Time(t time.Time) {
-	var err error
-	w.B, err = Time(w.B, t)
-	if w.Err == nil {
-		w.Err = err
+	if y := t.Year(); y < 0 || y > 9999 {
+		w.Value(t)
+		return
 	}
+	w.B = append(w.B, '"')
+	w.B = t.AppendFormat(w.B, time.RFC3339Nano)
+	w.B = append(w.B, '"')
+}
+
+// Value appends v through the encoder, for the parts with no appender.
+func (w *Writer) Value(v any) {
+	out := &appender{b: w.B}
+	if err := jsonv2.MarshalWrite(out, v, Options()); err != nil {
+		if w.Err == nil {
+			w.Err = err
+		}
+		return
+	}
+	w.B = out.b
+}
+
+// appender is an io.Writer that appends to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 // List appends list as the encoder writes a slice: null when nil, each
@@ -107,15 +93,6 @@ func List[T any](w *Writer, list []T, item func(*T, *Writer)) {
 		item(&list[i], w)
 	}
 	w.Raw(`]`)
-}
-
-// Value appends v through the encoder, for the parts with no appender.
-func (w *Writer) Value(v any) {
-	var err error
-	w.B, err = Slow(w.B, v)
-	if w.Err == nil {
-		w.Err = err
-	}
 }
 
 // Safe reports whether s is written as it is between quotes, with no
