@@ -27,14 +27,9 @@ var logKinds = map[string]bool{
 // it would be read from nginx.conf.
 func analyseScenario(t *testing.T, dir string, facts lab.Facts, opts Options) *Result {
 	t.Helper()
-	var inputs []Input
-	for _, f := range facts.Files {
-		if f.Kind == lab.KindPcap || f.Kind == lab.KindPcapng || logKinds[f.Kind] {
-			inputs = append(inputs, Input{Path: filepath.Join(dir, f.Name)})
-		}
-		if f.LogFormat != "" {
-			opts.NginxLogFormat = f.LogFormat
-		}
+	inputs, format := scenarioInputs(dir, facts)
+	if format != "" {
+		opts.NginxLogFormat = format
 	}
 	opts.ReportConversations = 10000
 	res, err := Run(context.Background(), inputs, opts)
@@ -43,6 +38,20 @@ func analyseScenario(t *testing.T, dir string, facts lab.Facts, opts Options) *R
 	}
 	t.Cleanup(res.Close)
 	return res
+}
+
+// scenarioInputs returns a scenario's captures and logs, and the
+// log_format its access log was written with ("" without one).
+func scenarioInputs(dir string, facts lab.Facts) (inputs []Input, format string) {
+	for _, f := range facts.Files {
+		if f.Kind == lab.KindPcap || f.Kind == lab.KindPcapng || logKinds[f.Kind] {
+			inputs = append(inputs, Input{Path: filepath.Join(dir, f.Name)})
+		}
+		if f.LogFormat != "" {
+			format = f.LogFormat
+		}
+	}
+	return inputs, format
 }
 
 // ruleScore counts, for one rule, planted incidents found (hits), planted

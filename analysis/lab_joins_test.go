@@ -309,12 +309,7 @@ func TestNginxConfGivesTheLogFormat(t *testing.T) {
 				t.Fatalf("nginx.conf detected as %q (%v)", kind, err)
 			}
 			given := analyseScenario(t, dir, facts, Options{})
-			var inputs []Input
-			for _, f := range facts.Files {
-				if f.Kind == lab.KindPcap || f.Kind == lab.KindPcapng || logKinds[f.Kind] {
-					inputs = append(inputs, Input{Path: filepath.Join(dir, f.Name)})
-				}
-			}
+			inputs, _ := scenarioInputs(dir, facts)
 			res, err := Run(context.Background(), append(inputs, Input{Path: conf}), Options{ReportConversations: 10000})
 			if err != nil {
 				t.Fatal(err)
