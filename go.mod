@@ -3,6 +3,7 @@ module wiremortem
 go 1.26
 
 require (
+	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/coder/websocket v1.8.14
 	github.com/expr-lang/expr v1.17.8
 	github.com/go-echarts/go-echarts/v2 v2.6.7
@@ -19,6 +20,7 @@ require (
 
 require (
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	golang.org/x/sys v0.45.0 // indirect
 )

@@ -1,0 +1,97 @@
+// Package memguard keeps a run inside the memory it may use. SetLimit
+// gives Go's garbage collector a soft limit under the container's memory
+// limit (cgroup v1 or v2), or the machine's memory, so that the heap's
+// headroom (by default the heap grows to twice what is live between
+// collections) does not take a run past it; Watch stops a run cleanly,
+// before the kernel's OOM killer would end it with nothing written, when
+// what it keeps nears that limit.
+package memguard
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+)
+
+// SetLimit sets Go's soft memory limit to 90% of the cgroup's memory
+// limit, or of the machine's memory when the process has none, and
+// returns it (math.MaxInt64 for none). GOMEMLIMIT in the environment
+// wins; AUTOMEMLIMIT=off sets none, AUTOMEMLIMIT=0.7 another share
+// (github.com/KimMachineGun/automemlimit reads the cgroup files).
+func SetLimit() int64 {
+	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)))
+	if err != nil {
+		// An unreadable cgroup file or a bad AUTOMEMLIMIT: the limit stays
+		// as it was (none, or GOMEMLIMIT's).
+		return debug.SetMemoryLimit(-1)
+	}
+	return limit
+}
+
+// Share is the part of Go's memory limit the live heap may reach before
+// Watch stops the run: the rest is room for what runs on what was kept
+// (the rules, the JSON and the report) and for the collector.
+const Share = 0.8
+
+// interval is how often Watch reads the live heap. The collector
+// measures it at each cycle, and near the limit cycles come often.
+const interval = 50 * time.Millisecond
+
+// Exceeded is the cause of a context Watch cancelled.
+type Exceeded struct {
+	// Live is the heap the last collection found in use; Limit is Go's
+	// memory limit.
+	Live, Limit int64
+}
+
+func (e *Exceeded) Error() string {
+	return fmt.Sprintf("stopped at the memory limit: what the analysis keeps reached %s, %.0f%% of the %s it may use (90%% of the container's memory limit or of the machine's memory; GOMEMLIMIT sets it); to read the rest, give it more memory or split the capture (editcap -c)",
+		mib(e.Live), Share*100, mib(e.Limit))
+}
+
+func mib(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }
+
+// Watch returns a context cancelled, with an *Exceeded cause, once the
+// live heap passes Share of Go's memory limit, and a function that stops
+// watching and releases it. With no limit it only passes parent on.
+func Watch(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	limit := debug.SetMemoryLimit(-1)
+	if limit == math.MaxInt64 {
+		return ctx, func() { cancel(nil) }
+	}
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			if sample[0].Value.Kind() != metrics.KindUint64 {
+				return
+			}
+			if live := int64(sample[0].Value.Uint64()); float64(live) > Share*float64(limit) {
+				cancel(&Exceeded{Live: live, Limit: limit})
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() { close(done) })
+		cancel(nil)
+	}
+}
