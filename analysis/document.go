@@ -55,8 +55,10 @@ type Summary struct {
 	// Packets accounts for every packet read (no silent loss).
 	Packets flows.Stats `json:"packets"`
 	// Partial is set when the analysis was interrupted and covers only
-	// what was read until then.
-	Partial bool `json:"partial,omitempty"`
+	// what was read until then; PartialReason says why (Ctrl-C, or the
+	// memory limit).
+	Partial       bool   `json:"partial,omitempty"`
+	PartialReason string `json:"partial_reason,omitempty"`
 }
 
 // InputFile describes one input and what was made of it.

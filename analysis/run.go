@@ -131,6 +131,9 @@ type Result struct {
 	// its conversations.
 	rows         *rowSpool
 	tableSummary Summary
+	// stopped is why the context stopped the reading before the
+	// captures' ends (Ctrl-C, the memory limit), nil when it did not.
+	stopped error
 }
 
 // Close releases the conversations and the flows table spool; writing
@@ -196,7 +199,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		sort.SliceStable(doc.Inputs, func(i, j int) bool { return doc.Inputs[i].Path < doc.Inputs[j].Path })
 		doc.Summary = res.tableSummary
 		doc.Summary.Packets, doc.Summary.Incidents = stats, map[string]int{}
-		doc.Summary.Partial = ctx.Err() != nil
+		res.markPartial(ctx)
 		return res, nil
 	}
 	var captureStart time.Time
@@ -291,10 +294,33 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 		// conversations are in memory until here anyway).
 		res.convs, res.decoded, res.keptConversations = convs, decoded, true
 	}
-	if ctx.Err() != nil {
-		doc.Summary.Partial = true
-	}
+	res.markPartial(ctx)
 	return res, nil
+}
+
+// StoppedBy says why the reading stopped before the captures' ends: the
+// cause of the context's cancellation (context.Canceled for Ctrl-C, a
+// memory limit's), nil when the captures were read whole.
+func (r *Result) StoppedBy() error { return r.stopped }
+
+// markPartial marks the document partial when the reading stopped before
+// the captures' ends, or when Ctrl-C came after it (the output of an
+// interrupted command is never taken for a whole one), and says why. A
+// memory stop that comes once everything was read marks nothing: the
+// captures were read whole.
+func (r *Result) markPartial(ctx context.Context) {
+	why := r.stopped
+	if why == nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		why = context.Canceled
+	}
+	if why == nil {
+		return
+	}
+	r.Document.Summary.Partial = true
+	r.Document.Summary.PartialReason = why.Error()
+	if errors.Is(why, context.Canceled) {
+		r.Document.Summary.PartialReason = "Ctrl-C (SIGINT)"
+	}
 }
 
 // reportConversations picks the conversations the HTML report draws
@@ -520,12 +546,16 @@ type timedSource struct {
 	total    int64
 	progress func(Progress)
 	counter  int64
+	// stopped is why ctx stopped the reading, nil when it read on to
+	// the captures' ends.
+	stopped error
 }
 
 func (s *timedSource) Next(p *capture.Packet) error {
 	s.counter++
 	if s.counter&0xfff == 0 {
 		if s.ctx.Err() != nil {
+			s.stopped = context.Cause(s.ctx)
 			return io.EOF
 		}
 		s.report()
@@ -615,6 +645,7 @@ func trackCaptures(ctx context.Context, captures []*openCapture, opts Options, r
 		src.total += oc.info.Size
 	}
 	tr.Run(src)
+	res.stopped = src.stopped
 	if src.progress != nil {
 		src.progress(Progress{BytesRead: src.total, BytesTotal: src.total, Packets: src.counter})
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"wiremortem/internal/memguard"
 	"wiremortem/internal/scale"
 	"wiremortem/internal/testenv"
 )
@@ -228,5 +229,47 @@ func TestInterruptedRunIsPartial(t *testing.T) {
 	WriteVerdict(&verdict, full.Document)
 	if strings.Contains(verdict.String(), "interrupted") {
 		t.Errorf("the whole run's verdict says interrupted:\n%s", verdict.String())
+	}
+}
+
+// TestPartialReason: the document says why a run is partial. A cause
+// that stops the reading (the memory guard's) is the reason, word for
+// word; the same cause arriving once every packet was read (a capture
+// smaller than the reader's check interval) marks nothing, since the
+// capture was read whole; Ctrl-C marks even that run partial, as before.
+func TestPartialReason(t *testing.T) {
+	big := labGenerated(t, scale.Options{Size: 4 << 20, Concurrent: 50}, "tcp-clean")
+	small := filepath.Join(testenv.RepoRoot(), "testdata", "captures", "tcp-clean", "capture.pcap")
+	memory := &memguard.Exceeded{Live: 900 << 20, Limit: 1 << 30}
+	for _, tt := range []struct {
+		name    string
+		path    string
+		cause   error
+		partial bool
+		reason  string
+	}{
+		{"memory while reading", big, memory, true, memory.Error()},
+		{"memory after reading", small, memory, false, ""},
+		{"Ctrl-C after reading", small, context.Canceled, true, "Ctrl-C (SIGINT)"},
+	} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(tt.cause)
+		res, err := Run(ctx, []Input{{Path: tt.path, Kind: KindCapture}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Close()
+		sum := res.Document.Summary
+		if sum.Partial != tt.partial || sum.PartialReason != tt.reason {
+			t.Errorf("%s: partial %v, reason %q; want %v, %q", tt.name, sum.Partial, sum.PartialReason, tt.partial, tt.reason)
+		}
+		if stopped := res.StoppedBy() != nil; stopped != (tt.path == big) {
+			t.Errorf("%s: stopped by %v", tt.name, res.StoppedBy())
+		}
+		var verdict bytes.Buffer
+		WriteVerdict(&verdict, res.Document)
+		if first, _, _ := strings.Cut(verdict.String(), "\n"); tt.partial && !strings.Contains(first, "("+tt.reason+")") {
+			t.Errorf("%s: the verdict's first line does not give the reason: %q", tt.name, first)
+		}
 	}
 }

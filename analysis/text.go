@@ -117,7 +117,11 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 		span = fmt.Sprintf(" (traffic %s to %s UTC)", start.Format("2006-01-02 15:04:05"), end.Format(endFormat))
 	}
 	if doc.Summary.Partial {
-		fmt.Fprintln(bw, "interrupted: what follows covers only what was read until then")
+		why := ""
+		if r := doc.Summary.PartialReason; r != "" {
+			why = " (" + r + ")"
+		}
+		fmt.Fprintln(bw, Safe("interrupted: what follows covers only what was read until then"+why))
 	}
 	switch n := len(doc.Incidents); n {
 	case 0:

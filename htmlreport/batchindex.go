@@ -20,8 +20,8 @@ var batchIndexTemplate = template.Must(template.New("batchindex").Parse(batchInd
 
 // BatchIndex is what the batch index page shows.
 type BatchIndex struct {
-	Entries                                    []batch.Entry
-	Analysed, Unchanged, Failed, WithIncidents int
+	Entries                                             []batch.Entry
+	Analysed, Unchanged, Partial, Failed, WithIncidents int
 }
 
 // NewBatchIndex counts entries by status.
@@ -33,6 +33,8 @@ func NewBatchIndex(entries []batch.Entry) BatchIndex {
 			idx.Analysed++
 		case "unchanged":
 			idx.Unchanged++
+		case "partial":
+			idx.Partial++
 		case "failed":
 			idx.Failed++
 		}

@@ -40,6 +40,9 @@ type verdict struct {
 	Sentence string
 	Counts   []severityCount
 	Partial  bool
+	// PartialReason says why the reading stopped early (Ctrl-C, the
+	// memory limit).
+	PartialReason string
 }
 
 type severityCount struct {
@@ -208,7 +211,7 @@ func scope(doc *analysis.Document) string {
 }
 
 func buildVerdict(doc *analysis.Document) verdict {
-	v := verdict{Partial: doc.Summary.Partial}
+	v := verdict{Partial: doc.Summary.Partial, PartialReason: doc.Summary.PartialReason}
 	count := map[rules.Severity]int{}
 	for _, inc := range doc.Incidents {
 		count[inc.Severity]++
