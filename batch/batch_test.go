@@ -3,6 +3,7 @@ package batch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"wiremortem/internal/pcaptest"
+	"wiremortem/internal/scale"
 	"wiremortem/internal/testenv"
 )
 
@@ -225,6 +227,39 @@ func TestShardsPartitionGroups(t *testing.T) {
 				t.Fatalf("%s has %d owners among %d shards", name, owners, n)
 			}
 			counts++
+		}
+	}
+}
+
+// TestPartialGroupIsRunAgain: a group whose analysis stopped before its
+// capture's end (the memory limit, Ctrl-C) is recorded as partial with
+// the reason, and the next run analyses it again rather than skipping it
+// as unchanged; once whole, it is skipped.
+func TestPartialGroupIsRunAgain(t *testing.T) {
+	seeds, err := scale.Load(filepath.Join(testenv.RepoRoot(), "testdata", "captures", "tcp-clean", "capture.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture := filepath.Join(t.TempDir(), "big.pcap")
+	if _, err := scale.Write(capture, seeds, scale.Options{Size: 4 << 20, Concurrent: 50}); err != nil {
+		t.Fatal(err)
+	}
+	g := Group{Name: "big", Captures: []string{capture}}
+	opts := Options{Out: t.TempDir()}
+	stopped, stop := context.WithCancelCause(context.Background())
+	why := errors.New("stopped at the memory limit: a test")
+	stop(why)
+	for _, tt := range []struct {
+		ctx    context.Context
+		status string
+		err    string
+	}{
+		{stopped, "partial", why.Error()},
+		{context.Background(), "analysed", ""},
+		{context.Background(), "unchanged", ""},
+	} {
+		if e := runGroup(tt.ctx, g, opts); e.Status != tt.status || e.Error != tt.err {
+			t.Errorf("status %q, error %q; want %q, %q", e.Status, e.Error, tt.status, tt.err)
 		}
 	}
 }

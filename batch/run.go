@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"wiremortem/analysis"
+	"wiremortem/internal/memguard"
 	"wiremortem/rules"
 )
 
@@ -40,7 +41,9 @@ type Options struct {
 type Entry struct {
 	Group string `json:"group"`
 	// Status is "analysed", "unchanged" (skipped: same inputs and tool
-	// version as the previous run) or "failed".
+	// version as the previous run), "partial" (stopped by Ctrl-C or the
+	// memory limit before the captures' ends; Error says which; analysed
+	// again by the next run) or "failed".
 	Status      string        `json:"status"`
 	Error       string        `json:"error,omitempty"`
 	ToolVersion string        `json:"tool_version"`
@@ -131,7 +134,7 @@ func runGroup(ctx context.Context, g Group, opts Options) Entry {
 		}
 		e.Inputs = append(e.Inputs, d)
 	}
-	if prev, ok := readSummary(dir); ok && prev.Status != "failed" && prev.ToolVersion == e.ToolVersion && sameInputs(prev.Inputs, e.Inputs) {
+	if prev, ok := readSummary(dir); ok && (prev.Status == "analysed" || prev.Status == "unchanged") && prev.ToolVersion == e.ToolVersion && sameInputs(prev.Inputs, e.Inputs) {
 		prev.Status = "unchanged"
 		return prev
 	}
@@ -146,7 +149,12 @@ func runGroup(ctx context.Context, g Group, opts Options) Entry {
 	for _, l := range g.Logs {
 		inputs = append(inputs, analysis.Input{Path: l})
 	}
+	// Groups share the process's memory: when what this one keeps nears
+	// the limit it stops, marked partial, and the next group starts once
+	// it has let go.
+	ctx, unwatch := memguard.Watch(ctx)
 	res, err := analysis.Run(ctx, inputs, opts.Analysis)
+	unwatch()
 	if err != nil {
 		e.Status, e.Error = "failed", err.Error()
 		writeSummary(dir, e)
@@ -160,6 +168,9 @@ func runGroup(ctx context.Context, g Group, opts Options) Entry {
 	if doc.Summary.Packets.Packets == 0 && len(res.InputErrors) > 0 {
 		// Nothing could be read at all: the group failed.
 		e.Status, e.Error = "failed", res.InputErrors[0].Error()
+	} else if doc.Summary.Partial {
+		// Run again next time, not skipped as unchanged.
+		e.Status, e.Error = "partial", doc.Summary.PartialReason
 	} else {
 		e.Status = "analysed"
 	}

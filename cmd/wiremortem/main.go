@@ -24,6 +24,7 @@ import (
 	"wiremortem/analysis"
 	"wiremortem/batch"
 	"wiremortem/htmlreport"
+	"wiremortem/internal/memguard"
 	"wiremortem/rules"
 
 	// --tz names zones (Asia/Shanghai) on machines and containers
@@ -37,10 +38,25 @@ const (
 	exitIncidents  = 1 // --fail-on matched
 	exitUsage      = 2
 	exitInputError = 3
+	// exitMemory: the memory limit stopped the reading (see
+	// internal/memguard); what was read is written, marked partial.
+	exitMemory = 4
 	// exitInterrupted: Ctrl-C stopped the reading; what was read is
 	// written, marked partial (128 + SIGINT, as a shell reports it).
 	exitInterrupted = 130
 )
+
+// runContext is the context of a command that reads captures: Ctrl-C
+// stops it, and so does the memory limit when what the analysis keeps
+// nears it (memguard.Watch), both with what was read still written.
+func runContext() (context.Context, context.CancelFunc) {
+	ctx, stopSignal := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, unwatch := memguard.Watch(ctx)
+	return ctx, func() {
+		unwatch()
+		stopSignal()
+	}
+}
 
 // version is set at build time with -ldflags "-X main.version=..."; without
 // it the module version or VCS revision from the build info is used.
@@ -70,6 +86,10 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	analysis.Version = toolVersion()
+	// A soft memory limit under the container's or the machine's: the
+	// collector works harder near it instead of the kernel killing the
+	// run (GOMEMLIMIT or AUTOMEMLIMIT=off to change it).
+	memguard.SetLimit()
 	if path := os.Getenv("WIREMORTEM_CPUPROFILE"); path != "" {
 		// For performance work: a CPU profile of the whole command, read
 		// with `go tool pprof`.
@@ -202,7 +222,7 @@ func runFlows(args []string, stdout, stderr io.Writer) int {
 	for _, p := range fs.Args() {
 		inputs = append(inputs, analysis.Input{Path: p, Kind: analysis.KindCapture})
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := runContext()
 	defer stop()
 	opts := analysis.Options{NoDecode: true, TableOnly: !*asJSON, Shards: *jobs}
 	opts.Tracker.MaxConversations = *maxConversations
@@ -275,7 +295,7 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := runContext()
 	defer stop()
 	opts.CommandLine = append([]string{"wiremortem", "analyze"}, args...)
 	// Without --json nothing reads the conversations' JSON: not encoding
@@ -528,6 +548,11 @@ func reportInputErrors(res *analysis.Result, stderr io.Writer) int {
 		shown++
 	}
 	if res.Document.Summary.Partial {
+		var full *memguard.Exceeded
+		if errors.As(res.StoppedBy(), &full) {
+			fmt.Fprintln(stderr, "wiremortem:", full.Error()+"; the output covers what was read until then, and says so (partial)")
+			return exitMemory
+		}
 		fmt.Fprintln(stderr, "wiremortem: interrupted: the output covers what was read until then, and says so (partial)")
 		return exitInterrupted
 	}

@@ -32,7 +32,7 @@ func Corpus(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join(RepoRoot(), "..", "shared", "corpus", rel)
 	if _, err := os.Stat(p); err != nil {
-		missing(t, "public corpus file "+p+" ("+err.Error()+")")
+		Missing(t, "public corpus file "+p+" ("+err.Error()+")")
 	}
 	return p
 }
@@ -43,7 +43,7 @@ func Tool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		missing(t, name+" is not installed")
+		Missing(t, name+" is not installed")
 	}
 	return p
 }
@@ -53,11 +53,13 @@ func Tool(t testing.TB, name string) string {
 func Root(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "this test needs root (tcpdump on lo)")
+		Missing(t, "this test needs root (tcpdump on lo)")
 	}
 }
 
-func missing(t testing.TB, what string) {
+// Missing fails the test under CI and skips it elsewhere, saying what is
+// missing.
+func Missing(t testing.TB, what string) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("CI=true but %s", what)
