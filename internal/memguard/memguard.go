@@ -37,7 +37,7 @@ func SetLimit() int64 {
 // Share is the part of Go's memory limit the live heap may reach before
 // Watch stops the run: the rest is room for what runs on what was kept
 // (the rules, the JSON and the report) and for the collector.
-const Share = 0.8
+const Share = 0.7
 
 // interval is how often Watch reads the live heap. The collector
 // measures it at each cycle, and near the limit cycles come often.
