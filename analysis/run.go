@@ -311,7 +311,7 @@ func (r *Result) StoppedBy() error { return r.stopped }
 func (r *Result) markPartial(ctx context.Context) {
 	why := r.stopped
 	if why == nil && errors.Is(context.Cause(ctx), context.Canceled) {
-		why = context.Canceled
+		why = context.Cause(ctx)
 	}
 	if why == nil {
 		return
@@ -319,7 +319,12 @@ func (r *Result) markPartial(ctx context.Context) {
 	r.Document.Summary.Partial = true
 	r.Document.Summary.PartialReason = why.Error()
 	if errors.Is(why, context.Canceled) {
-		r.Document.Summary.PartialReason = "Ctrl-C (SIGINT)"
+		// signal.NotifyContext's cause names the signal ("interrupt
+		// signal received"); a plain cancel says nothing more.
+		r.Document.Summary.PartialReason = "interrupted"
+		if why != context.Canceled {
+			r.Document.Summary.PartialReason += ": " + why.Error()
+		}
 	}
 }
 

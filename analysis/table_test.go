@@ -222,7 +222,7 @@ func TestInterruptedRunIsPartial(t *testing.T) {
 	}
 	var verdict bytes.Buffer
 	WriteVerdict(&verdict, res.Document)
-	if !strings.HasPrefix(verdict.String(), "interrupted:") {
+	if !strings.HasPrefix(verdict.String(), "interrupted;") {
 		t.Errorf("the verdict does not say it was interrupted:\n%s", verdict.String())
 	}
 	verdict.Reset()
@@ -250,7 +250,8 @@ func TestPartialReason(t *testing.T) {
 	}{
 		{"memory while reading", big, memory, true, memory.Error()},
 		{"memory after reading", small, memory, false, ""},
-		{"Ctrl-C after reading", small, context.Canceled, true, "Ctrl-C (SIGINT)"},
+		{"Ctrl-C after reading", small, context.Canceled, true, "interrupted"},
+		{"a signal after reading", small, fmt.Errorf("%w: interrupt signal received", context.Canceled), true, "interrupted: context canceled: interrupt signal received"},
 	} {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(tt.cause)
@@ -268,7 +269,7 @@ func TestPartialReason(t *testing.T) {
 		}
 		var verdict bytes.Buffer
 		WriteVerdict(&verdict, res.Document)
-		if first, _, _ := strings.Cut(verdict.String(), "\n"); tt.partial && !strings.Contains(first, "("+tt.reason+")") {
+		if first, _, _ := strings.Cut(verdict.String(), "\n"); tt.partial && !strings.HasPrefix(first, tt.reason+"; ") {
 			t.Errorf("%s: the verdict's first line does not give the reason: %q", tt.name, first)
 		}
 	}

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -117,11 +118,7 @@ func WriteVerdict(w io.Writer, doc *Document) error {
 		span = fmt.Sprintf(" (traffic %s to %s UTC)", start.Format("2006-01-02 15:04:05"), end.Format(endFormat))
 	}
 	if doc.Summary.Partial {
-		why := ""
-		if r := doc.Summary.PartialReason; r != "" {
-			why = " (" + r + ")"
-		}
-		fmt.Fprintln(bw, Safe("interrupted: what follows covers only what was read until then"+why))
+		fmt.Fprintln(bw, Safe(cmp.Or(doc.Summary.PartialReason, "interrupted")+"; what follows covers only what was read until then"))
 	}
 	switch n := len(doc.Incidents); n {
 	case 0:
