@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"wiremortem/decoders/websocket"
 	"wiremortem/evidence"
@@ -387,13 +388,16 @@ var wantedHeaders = map[string]string{
 const maxHeaderValue = 256
 
 // parseHead parses a start line and headers into msg; simple accepts an
-// HTTP/0.9 request line.
+// HTTP/0.9 request line. It reads the block's lines in place: only what
+// a message keeps is copied (a copy of the whole block, its lines and
+// each lowered header name were a tenth of the bytes an analysis of
+// short HTTP conversations allocated).
 func parseHead(side Side, block []byte, msg *Message, simple bool) string {
-	if bytes.Contains(block, []byte("\n")) && !bytes.Contains(block, []byte("\r\n")) {
+	if bytes.IndexByte(block, '\n') >= 0 && !bytes.Contains(block, []byte("\r\n")) {
 		msg.Flags = append(msg.Flags, "bare-lf")
 	}
-	lines := strings.Split(strings.ReplaceAll(string(block), "\r\n", "\n"), "\n")
-	first := lines[0]
+	firstLine, rest := nextLine(block)
+	first := string(firstLine)
 	if side == Client {
 		parts := strings.SplitN(first, " ", 3)
 		switch {
@@ -418,30 +422,33 @@ func parseHead(side Side, block []byte, msg *Message, simple bool) string {
 		}
 	}
 	var lengths []string
-	for _, line := range lines[1:] {
-		if line == "" {
+	var lower [64]byte
+	for len(rest) > 0 {
+		var line []byte
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			msg.Flags = appendOnce(msg.Flags, "obs-fold")
 			continue
 		}
-		name, value, ok := strings.Cut(line, ":")
+		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			msg.Flags = appendOnce(msg.Flags, "header-without-colon")
 			continue
 		}
-		key := strings.ToLower(strings.TrimSpace(name))
-		value = strings.TrimSpace(value)
-		switch key {
+		key := lowerName(bytes.TrimSpace(name), &lower)
+		value = bytes.TrimSpace(value)
+		switch string(key) {
 		case "content-length":
-			lengths = append(lengths, value)
+			lengths = append(lengths, string(value))
 		case "transfer-encoding":
-			if strings.Contains(strings.ToLower(value), "chunked") {
+			if bytes.Contains(bytes.ToLower(value), []byte("chunked")) {
 				msg.Chunked = true
 			}
 		}
-		if canon, ok := wantedHeaders[key]; ok {
+		if canon, ok := wantedHeaders[string(key)]; ok {
 			msg.Headers.add(canon, value, maxHeaderValue)
 		}
 	}
@@ -466,6 +473,36 @@ func parseHead(side Side, block []byte, msg *Message, simple bool) string {
 		}
 	}
 	return ""
+}
+
+// nextLine cuts b's first line, without its line break ("\n", or "\r\n"),
+// from the rest.
+func nextLine(b []byte) (line, rest []byte) {
+	line, rest, found := bytes.Cut(b, []byte("\n"))
+	if found {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+	}
+	return line, rest
+}
+
+// lowerName returns a header name in lower case, written into buf when it
+// is short and ASCII (the map lookup and the switch read it without a
+// copy); other names go through bytes.ToLower, Unicode's lowering as
+// before.
+func lowerName(name []byte, buf *[64]byte) []byte {
+	if len(name) > len(buf) {
+		return bytes.ToLower(name)
+	}
+	for i, c := range name {
+		if c >= utf8.RuneSelf {
+			return bytes.ToLower(name)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return buf[:len(name)]
 }
 
 // http09 is the version of a simple request (RFC 1945 section 4.1:

@@ -38,15 +38,20 @@ func (h Headers) Get(name string) string {
 	return v
 }
 
-// add records a header, joining a repeated one to the value seen before.
-func (h *Headers) add(name, value string, limit int) {
+// add keeps a header's value, read in place from a header block: copied
+// once, cut to limit; a repeated header's values are joined with ", ".
+func (h *Headers) add(name string, value []byte, limit int) {
 	for i := range *h {
 		if x := &(*h)[i]; x.Name == name {
-			x.Value = strings.Clone(truncate(x.Value+", "+value, limit))
+			x.Value = strings.Clone(truncate(x.Value+", "+string(value), limit))
 			return
 		}
 	}
-	*h = append(*h, Header{Name: name, Value: strings.Clone(truncate(value, limit))})
+	v := string(value[:min(len(value), limit)])
+	if len(value) > limit {
+		v += "..."
+	}
+	*h = append(*h, Header{Name: name, Value: v})
 }
 
 // MarshalJSON writes the headers as encoding/json writes a map of them:

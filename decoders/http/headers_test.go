@@ -24,10 +24,10 @@ func TestHeadersJSONIsAMapsJSON(t *testing.T) {
 		var h Headers
 		m := map[string]string{}
 		for _, name := range []string{"User-Agent", "Host", "Connection", "X-Forwarded-For"}[:i%4+1] {
-			h.add(name, v, maxHeaderValue)
+			h.add(name, []byte(v), maxHeaderValue)
 			m[name] = v
 		}
-		h.add("Host", "again", maxHeaderValue)
+		h.add("Host", []byte("again"), maxHeaderValue)
 		if old, ok := m["Host"]; ok {
 			m["Host"] = old + ", again"
 		} else {
