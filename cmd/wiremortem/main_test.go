@@ -295,3 +295,14 @@ func TestExplain(t *testing.T) {
 		t.Error("the verdict alone shows transcripts")
 	}
 }
+
+// TestProgressText: the progress line says what the analysis keeps
+// against where the memory limit stops it, when there is one.
+func TestProgressText(t *testing.T) {
+	if got, want := progressText(2000, 2, 300<<20, 1200<<20), "reading captures: 2000 packets, 1000 packets/s, keeping 300 MiB (stops at 1200 MiB)"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+	if got, want := progressText(2000, 2, 300<<20, 0), "reading captures: 2000 packets, 1000 packets/s"; got != want {
+		t.Errorf("no limit: %q, want %q", got, want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"wiremortem/analysis"
+	"wiremortem/internal/memguard"
 )
 
 // progress draws a progress bar on stderr when it is a terminal and the
@@ -44,9 +45,20 @@ func (p *progress) update(u analysis.Progress) {
 		p.start = time.Now()
 	}
 	if secs := time.Since(p.start).Seconds(); secs > 0 {
-		p.bar.Describe(fmt.Sprintf("reading captures: %d packets, %.0f packets/s", u.Packets, float64(u.Packets)/secs))
+		live, stopAt := memguard.Use()
+		p.bar.Describe(progressText(u.Packets, secs, live, stopAt))
 	}
 	p.bar.Set64(u.BytesRead)
+}
+
+// progressText is the bar's description: packets read, their rate, and
+// what the analysis keeps against where the memory limit stops it.
+func progressText(packets int64, secs float64, live, stopAt int64) string {
+	text := fmt.Sprintf("reading captures: %d packets, %.0f packets/s", packets, float64(packets)/secs)
+	if stopAt > 0 {
+		text += fmt.Sprintf(", keeping %d MiB (stops at %d MiB)", live>>20, stopAt>>20)
+	}
+	return text
 }
 
 func (p *progress) done() {

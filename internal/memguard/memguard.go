@@ -48,6 +48,26 @@ const Share = 0.8
 // measures it at each cycle, and near the limit cycles come often.
 const interval = 50 * time.Millisecond
 
+// Use returns the live heap as the last collection found it, and the
+// live heap at which Watch stops a run (0 when there is no limit): what a
+// progress line shows, so that a run nearing its stop is seen coming.
+func Use() (live, stopAt int64) {
+	limit := debug.SetMemoryLimit(-1)
+	if limit == math.MaxInt64 {
+		return liveHeap(), 0
+	}
+	return liveHeap(), int64(Share * float64(limit))
+}
+
+func liveHeap() int64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(sample[0].Value.Uint64())
+}
+
 // Exceeded is the cause of a context Watch cancelled.
 type Exceeded struct {
 	// Live is the heap the last collection found in use; Limit is Go's
@@ -75,7 +95,6 @@ func Watch(parent context.Context) (context.Context, context.CancelFunc) {
 	go func() {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
 			select {
 			case <-done:
@@ -84,11 +103,7 @@ func Watch(parent context.Context) (context.Context, context.CancelFunc) {
 				return
 			case <-tick.C:
 			}
-			metrics.Read(sample)
-			if sample[0].Value.Kind() != metrics.KindUint64 {
-				return
-			}
-			if live := int64(sample[0].Value.Uint64()); float64(live) > Share*float64(limit) {
+			if live := liveHeap(); float64(live) > Share*float64(limit) {
 				cancel(&Exceeded{Live: live, Limit: limit})
 				return
 			}
