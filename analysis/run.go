@@ -299,8 +299,8 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Result, error) {
 }
 
 // StoppedBy says why the reading stopped before the captures' ends: the
-// cause of the context's cancellation (context.Canceled for Ctrl-C, a
-// memory limit's), nil when the captures were read whole.
+// cause of the context's cancellation (one that is context.Canceled for
+// Ctrl-C, a memory limit's), nil when the captures were read whole.
 func (r *Result) StoppedBy() error { return r.stopped }
 
 // markPartial marks the document partial when the reading stopped before

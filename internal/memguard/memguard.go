@@ -20,18 +20,13 @@ import (
 )
 
 // SetLimit sets Go's soft memory limit to 90% of the cgroup's memory
-// limit, or of the machine's memory when the process has none, and
-// returns it (math.MaxInt64 for none). GOMEMLIMIT in the environment
-// wins; AUTOMEMLIMIT=off sets none, AUTOMEMLIMIT=0.7 another share
-// (github.com/KimMachineGun/automemlimit reads the cgroup files).
-func SetLimit() int64 {
-	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)))
-	if err != nil {
-		// An unreadable cgroup file or a bad AUTOMEMLIMIT: the limit stays
-		// as it was (none, or GOMEMLIMIT's).
-		return debug.SetMemoryLimit(-1)
-	}
-	return limit
+// limit, or of the machine's memory when the process has none. GOMEMLIMIT
+// in the environment wins; AUTOMEMLIMIT=off sets none, AUTOMEMLIMIT=0.7
+// another share (github.com/KimMachineGun/automemlimit reads the cgroup
+// files). An unreadable cgroup file or a bad AUTOMEMLIMIT leaves the limit
+// as it was: none, or GOMEMLIMIT's.
+func SetLimit() {
+	memlimit.Set(memlimit.WithProvider(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)))
 }
 
 // Share is the part of Go's memory limit the live heap may reach before
@@ -76,7 +71,7 @@ type Exceeded struct {
 }
 
 func (e *Exceeded) Error() string {
-	return fmt.Sprintf("stopped at the memory limit: what the analysis keeps reached %s, %.0f%% of the %s it may use (90%% of the container's memory limit or of the machine's memory; GOMEMLIMIT sets it); to read the rest, give it more memory or split the capture (editcap -c)",
+	return fmt.Sprintf("stopped at the memory limit: what the analysis keeps reached %s, %.0f%% of the %s it may use (GOMEMLIMIT; by default 90%% of the container's memory limit or of the machine's memory); to read the rest, give it more memory or split the capture (editcap -c)",
 		mib(e.Live), Share*100, mib(e.Limit))
 }
 
