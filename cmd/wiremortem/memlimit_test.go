@@ -33,7 +33,8 @@ func init() {
 // memory limit as its reason (exit 4, reading stopped by memguard.Watch
 // before the kernel would kill it); at the lowest the limit must stop it.
 // Without memguard (AUTOMEMLIMIT=off: no soft limit, nothing watched) the
-// kernel kills every run, and nothing is written.
+// kernel kills the runs at 40% and 70%, and nothing is written (at 90%
+// it may: the peak moves by 10% between runs).
 func TestMemoryLimit(t *testing.T) {
 	testenv.Root(t)
 	cg := memoryCgroups(t)
@@ -84,6 +85,11 @@ func TestMemoryLimit(t *testing.T) {
 		}
 		if share == 40 && exit != exitMemory {
 			t.Errorf("limit %d MiB (%d%% of the peak): exit %d; what the run keeps cannot fit, it must stop at the limit (exit %d)", limit>>20, share, exit, exitMemory)
+		}
+		if share == 90 {
+			// The peak moves by 10% from run to run: a run without
+			// memguard may or may not fit here.
+			continue
 		}
 		if _, exit, killed, _ := analyze(limit, "AUTOMEMLIMIT=off"); !killed {
 			t.Errorf("limit %d MiB (%d%% of the peak) with AUTOMEMLIMIT=off: exit %d, not killed: this limit does not test memguard", limit>>20, share, exit)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // TestWatch: under a limit the live heap already passes, the watched
@@ -56,5 +58,27 @@ func TestWatch(t *testing.T) {
 	debug.SetMemoryLimit(tib)
 	if _, stopAt := Use(); stopAt != int64(Share*float64(tib)) {
 		t.Errorf("Use says a run stops at %d under a 1 TiB limit", stopAt)
+	}
+}
+
+// TestReserve: under Set's 90%, a limit keeps at least reserve outside
+// Go's heap limit; large limits keep their 10%, tiny ones the ratio alone.
+func TestReserve(t *testing.T) {
+	for _, tt := range []struct{ cgroup, want uint64 }{
+		{150 << 20, 150<<20 - reserve},
+		{300 << 20, 300<<20 - reserve},
+		{1 << 30, 1 << 30 * 9 / 10},
+		{64 << 20, 64 << 20 * 9 / 10},
+	} {
+		got, err := withReserve(memlimit.Limit(tt.cgroup))()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if goLimit := got * 9 / 10; goLimit < tt.want-1<<10 || goLimit > tt.want+1<<10 {
+			t.Errorf("cgroup %d MiB: Go limit %d MiB, want %d MiB", tt.cgroup>>20, goLimit>>20, tt.want>>20)
+		}
+	}
+	if _, err := withReserve(func() (uint64, error) { return 0, memlimit.ErrNoLimit })(); !errors.Is(err, memlimit.ErrNoLimit) {
+		t.Errorf("no limit: %v", err)
 	}
 }
