@@ -97,7 +97,7 @@ type Exceeded struct {
 }
 
 func (e *Exceeded) Error() string {
-	return fmt.Sprintf("stopped at the memory limit: what the analysis keeps reached %s, %.0f%% of the %s it may use (GOMEMLIMIT; by default 90%% of the container's memory limit or of the machine's memory); to read the rest, give it more memory or cut the capture to the minutes that matter (editcap -A START -B END)",
+	return fmt.Sprintf("stopped at the memory limit: what the analysis keeps reached %s, %.0f%% of the %s it may use (GOMEMLIMIT; by default set below the container's memory limit or the machine's memory); to read the rest, give it more memory or cut the capture to the minutes that matter (editcap -A START -B END)",
 		mib(e.Live), Share*100, mib(e.Limit))
 }
 
