@@ -37,21 +37,21 @@ func (c *Conversation) AppendJSON(w *jsonappend.Writer) {
 func (e *Exchange) appendJSON(w *jsonappend.Writer) {
 	w.Raw(`{"request":`)
 	e.Request.appendJSON(w)
-	if e.Response != nil {
-		w.Raw(`,"response":`)
-		e.Response.appendJSON(w)
-	}
+	e.Response.appendOptionalJSON(w, `,"response":`)
 	if len(e.Interim) > 0 {
-		w.Raw(`,"interim":[`)
-		for i, s := range e.Interim {
-			if i > 0 {
-				w.Raw(`,`)
-			}
-			w.Int(int64(s))
-		}
-		w.Raw(`]`)
+		w.Raw(`,"interim":`)
+		jsonappend.List(w, e.Interim, func(s *int, w *jsonappend.Writer) { w.Int(int64(*s)) })
 	}
 	w.Raw(`}`)
+}
+
+// appendOptionalJSON appends key (`,"name":`) and m when m is set: a
+// *Message field tagged omitempty (as evidence.Stamp's).
+func (m *Message) appendOptionalJSON(w *jsonappend.Writer, key string) {
+	if m != nil {
+		w.Raw(key)
+		m.appendJSON(w)
+	}
 }
 
 // appendJSON writes m, or null for a nil m.
@@ -128,10 +128,7 @@ func (h Headers) appendJSON(w *jsonappend.Writer) {
 func (u *UpgradeHandshake) appendJSON(w *jsonappend.Writer) {
 	w.Raw(`{"request":`)
 	u.Request.appendJSON(w)
-	if u.Response != nil {
-		w.Raw(`,"response":`)
-		u.Response.appendJSON(w)
-	}
+	u.Response.appendOptionalJSON(w, `,"response":`)
 	w.StringField(`,"protocol":`, u.Protocol)
 	w.StringField(`,"verdict":`, u.Verdict)
 	w.IntField(`,"waited_ns":`, int64(u.Waited))
