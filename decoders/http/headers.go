@@ -43,15 +43,12 @@ func (h Headers) Get(name string) string {
 func (h *Headers) add(name string, value []byte, limit int) {
 	for i := range *h {
 		if x := &(*h)[i]; x.Name == name {
-			x.Value = strings.Clone(truncate(x.Value+", "+string(value), limit))
+			// The joined string is new: no copy of the block is kept.
+			x.Value = truncate(x.Value+", "+string(value), limit)
 			return
 		}
 	}
-	v := string(value[:min(len(value), limit)])
-	if len(value) > limit {
-		v += "..."
-	}
-	*h = append(*h, Header{Name: name, Value: v})
+	*h = append(*h, Header{Name: name, Value: truncate(string(value), limit)})
 }
 
 // MarshalJSON writes the headers as encoding/json writes a map of them:
