@@ -310,8 +310,8 @@ func (r *Result) StoppedBy() error { return r.stopped }
 // captures were read whole.
 func (r *Result) markPartial(ctx context.Context) {
 	why := r.stopped
-	if why == nil && errors.Is(context.Cause(ctx), context.Canceled) {
-		why = context.Cause(ctx)
+	if cause := context.Cause(ctx); why == nil && errors.Is(cause, context.Canceled) {
+		why = cause
 	}
 	if why == nil {
 		return

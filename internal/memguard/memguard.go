@@ -27,8 +27,12 @@ import (
 // unreadable cgroup file or a bad AUTOMEMLIMIT leaves the limit as it
 // was: none, or GOMEMLIMIT's.
 func SetLimit() {
-	memlimit.Set(memlimit.WithProvider(withReserve(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem))))
+	memlimit.Set(memlimit.WithRatio(ratio), memlimit.WithProvider(withReserve(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem))))
 }
+
+// ratio is the share of the container's or the machine's memory given to
+// Go's limit.
+const ratio = 0.9
 
 // reserve is what the process needs beyond Go's limit: the program's own
 // pages (its text is 18 MB), stacks, what the runtime keeps outside the
@@ -38,18 +42,17 @@ func SetLimit() {
 // killed while it wrote its JSON.
 const reserve = 48 << 20
 
-// withReserve lowers what provider gives, after the ratio Set applies, so
-// that at least reserve stays outside the heap's limit.
+// withReserve lowers what provider gives so that, once Set has applied
+// ratio to it, at least reserve stays outside the heap's limit. Below
+// twice the reserve, the ratio alone.
 func withReserve(provider memlimit.Provider) memlimit.Provider {
 	return func() (uint64, error) {
 		limit, err := provider()
 		if err != nil {
 			return 0, err
 		}
-		// Set applies its ratio (0.9) to what this returns: ask for what
-		// leaves reserve after it. Below twice the reserve, the ratio alone.
-		if limit/10 < reserve && limit > 2*reserve {
-			limit = (limit - reserve) * 10 / 9
+		if float64(limit)*(1-ratio) < reserve && limit > 2*reserve {
+			limit = uint64(float64(limit-reserve) / ratio)
 		}
 		return limit, nil
 	}
